@@ -1,0 +1,19 @@
+"""Shared fixtures.
+
+``backend`` parametrizes a test over both UPDATE codec backends. The compiled
+one missing is a test failure, never a skip: CI must not quietly test only the
+pure codec (docs/codec.md).
+"""
+from __future__ import annotations
+
+import pytest
+
+from rserver.codec import BACKENDS
+
+
+@pytest.fixture(params=["pure", "cython"])
+def backend(request):
+    mod = BACKENDS[request.param]
+    if mod is None:
+        pytest.fail("the compiled codec rserver.codec._cupdate is not built (pip install -e . builds it)")
+    return mod
