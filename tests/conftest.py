@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from rserver.codec import BACKENDS
-
 
 @pytest.fixture(params=["pure", "cython"])
 def backend(request):
+    from rserver.codec import BACKENDS
+
     mod = BACKENDS[request.param]
     if mod is None:
         pytest.fail("the compiled codec rserver.codec._cupdate is not built (pip install -e . builds it)")
