@@ -9,7 +9,7 @@ MARKER = b"\xff" * 16
 HEADER_LEN = 19
 MIN_MSG_LEN = 19
 MAX_MSG_LEN = 4096          # RFC 4271 §4.1
-MAX_EXT_MSG_LEN = 65535     # RFC 8654 §3 (extended messages, when negotiated)
+MAX_EXT_MSG_LEN = 65535     # RFC 8654 §4 (extended messages, when negotiated; never for OPEN/KEEPALIVE)
 
 # message types (RFC 4271 §4.1, RFC 2918 §3)
 MSG_OPEN = 1
@@ -154,6 +154,7 @@ ERR_HOLD_TIMER = 4
 ERR_FSM = 5
 ERR_CEASE = 6
 ERR_ROUTE_REFRESH = 7         # RFC 7313 §5
+ERR_SEND_HOLD_TIMER = 8       # RFC 9687 (Send Hold Timer Expired)
 
 # 1/x message header errors (RFC 4271 §6.1)
 HDR_NOT_SYNCHRONIZED = 1
@@ -168,6 +169,7 @@ OPEN_UNSUPPORTED_OPT_PARAM = 4
 OPEN_UNACCEPTABLE_HOLD_TIME = 6
 OPEN_UNSUPPORTED_CAPABILITY = 7     # RFC 5492 §5
 OPEN_ROLE_MISMATCH = 11             # RFC 9234 §4.2
+OPEN_UNSPECIFIC = 0                 # RFC 4271 erratum 4493 (IANA "Unspecific")
 
 # 3/x UPDATE message errors (RFC 4271 §6.3)
 UPD_MALFORMED_ATTR_LIST = 1
@@ -197,6 +199,7 @@ CEASE_CONFIG_CHANGE = 6
 CEASE_COLLISION = 7
 CEASE_OUT_OF_RESOURCES = 8
 CEASE_HARD_RESET = 9              # RFC 8538
+CEASE_BFD_DOWN = 10               # RFC 9384
 
 # 7/x ROUTE-REFRESH errors (RFC 7313 §5)
 RR_INVALID_LENGTH = 1
