@@ -1,7 +1,7 @@
 """The supervisor's listening sockets (the "dispatcher" of seed 000).
 
 Binds every configured listen address, accepts connections, and hands each one to the
-session worker that owns the remote address (fdpass.py). A connection from an address that
+session worker that owns the remote address (fd passing, bus/channel.py). A connection from an address that
 is not a configured neighbor is closed at once and logged with the address. TCP MD5 keys
 are installed on the listening sockets per neighbor, because the kernel checks the SYN.
 """
@@ -14,12 +14,12 @@ from typing import Callable, Optional
 
 from ..log import Log, get_logger
 from ..session.sockopts import normalize_addr, set_md5
-from .fdpass import Handoff
+from ..bus.messages import Connection
 
 __all__ = ["Dispatcher", "bind_listener"]
 
 # owner lookup: remote address -> a callable that takes the connection (or None: unknown)
-Router = Callable[[str], Optional[Callable[[socket.socket, Handoff], None]]]
+Router = Callable[[str], Optional[Callable[[socket.socket, Connection], None]]]
 
 
 def bind_listener(addr: str, port: int, backlog: int = 128) -> socket.socket:
@@ -134,8 +134,8 @@ class Dispatcher:
         self.accepted += 1
         self._log.debug(f"accepted inbound connection from: {peer}:{raddr[1]}",
                         listen_address=local, peer=f"{peer}:{raddr[1]}", neighbor=peer)
-        info = Handoff(peer_addr=peer, peer_port=raddr[1], local_addr=normalize_addr(laddr[0]),
-                       local_port=laddr[1], accepted_at=time.time())
+        info = Connection(peer_addr=peer, peer_port=raddr[1], local_addr=normalize_addr(laddr[0]),
+                          local_port=laddr[1], accepted_at=time.time())
         try:
             owner(conn, info)
         except OSError as e:

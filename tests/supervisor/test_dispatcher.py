@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from rserver.supervisor import fdpass
+from rserver.bus import channel
 from rserver.supervisor.dispatcher import Dispatcher
 
 PEER = "127.0.1.1"
@@ -25,10 +25,10 @@ def _worker(chan: socket.socket, other_end: socket.socket) -> None:
     # It must close the supervisor's end it inherited across fork, or it never sees EOF.
     other_end.close()
     while True:
-        got = fdpass.recv_connection(chan)
+        got = channel.recv(chan, channel.to_worker_decoder)
         if got is None:
             return
-        sock, info = got
+        info, sock = got
         sock.setblocking(True)
         sock.sendall(f"pid={os.getpid()} peer={info.peer_addr} local={info.local_addr}\n".encode())
         sock.close()
@@ -36,7 +36,7 @@ def _worker(chan: socket.socket, other_end: socket.socket) -> None:
 
 @pytest.fixture
 def worker():
-    sup_end, wrk_end = fdpass.channel_pair()
+    sup_end, wrk_end = channel.channel_pair()
     proc = multiprocessing.get_context("fork").Process(target=_worker, args=(wrk_end, sup_end), daemon=True)
     proc.start()
     wrk_end.close()
@@ -83,7 +83,7 @@ async def _run(disp: Dispatcher, fn):
 
 def test_connection_is_handed_to_owning_worker_process(worker):
     proc, chan = worker
-    routes = {PEER: lambda conn, info: fdpass.send_connection(chan, conn, info)}
+    routes = {PEER: lambda conn, info: channel.send(chan, info, [conn.fileno()])}
     disp = Dispatcher([("127.0.0.1", 0)], routes.get)
     out = asyncio.run(_run(disp, lambda port: _client(PEER, port)))
     assert out == f"pid={proc.pid} peer={PEER} local=127.0.0.1\n".encode()
@@ -92,7 +92,7 @@ def test_connection_is_handed_to_owning_worker_process(worker):
 
 def test_unknown_address_is_closed_and_logged(worker, caplog):
     _proc, chan = worker
-    routes = {PEER: lambda conn, info: fdpass.send_connection(chan, conn, info)}
+    routes = {PEER: lambda conn, info: channel.send(chan, info, [conn.fileno()])}
     disp = Dispatcher([("127.0.0.1", 0)], routes.get)
     with caplog.at_level(logging.WARNING, logger="rserver"):
         out = asyncio.run(_run(disp, lambda port: _client(STRANGER, port)))
@@ -103,7 +103,7 @@ def test_unknown_address_is_closed_and_logged(worker, caplog):
 
 def test_md5_key_on_listener(worker):
     proc, chan = worker
-    routes = {PEER: lambda conn, info: fdpass.send_connection(chan, conn, info)}
+    routes = {PEER: lambda conn, info: channel.send(chan, info, [conn.fileno()])}
     disp = Dispatcher([("127.0.0.1", 0)], routes.get)
     disp.set_md5(PEER, "s3cret")
     out = asyncio.run(_run(disp, lambda port: _client(PEER, port, md5="s3cret")))
@@ -116,25 +116,33 @@ def test_md5_key_on_listener(worker):
     assert disp2.accepted == 0
 
 
-def test_bad_handoff_packet_is_rejected_without_leaking_fds():
-    a, b = fdpass.channel_pair()
+def test_bad_packets_are_rejected_without_leaking_fds():
+    from rserver.bus.messages import Connection, Shutdown
+    a, b = channel.channel_pair()
     try:
-        a.send(b"not msgpack")
         before = len(os.listdir("/proc/self/fd"))
-        with pytest.raises(ValueError):
-            fdpass.recv_connection(b)
-        assert len(os.listdir("/proc/self/fd")) == before
+        a.send(b"not msgpack")
+        with pytest.raises(channel.ChannelError):
+            channel.recv(b, channel.to_worker_decoder)
         r, w = os.pipe()
-        socket.send_fds(a, [b"\x00"], [r, w])
-        with pytest.raises(ValueError, match="one file descriptor"):
-            fdpass.recv_connection(b)
+        # a Shutdown must carry no fd, a Connection exactly one
+        channel.send(a, Shutdown(), [r])
+        with pytest.raises(channel.ChannelError, match="expected 0"):
+            channel.recv(b, channel.to_worker_decoder)
+        channel.send(a, Connection("127.0.1.1", 1, "127.0.0.1", 2, 0.0), [r, w])
+        with pytest.raises(channel.ChannelError, match="expected 1"):
+            channel.recv(b, channel.to_worker_decoder)
         os.close(r)
         os.close(w)
         assert len(os.listdir("/proc/self/fd")) == before
+        channel.send(a, Shutdown("bye"))
+        msg, sock = channel.recv(b, channel.to_worker_decoder)
+        assert msg == Shutdown("bye") and sock is None
+        a.close()
+        assert channel.recv(b, channel.to_worker_decoder) is None
     finally:
         a.close()
         b.close()
-    assert fdpass.recv_connection  # channel closed: covered by the worker fixture's shutdown
 
 
 def test_bind_failure_releases_sockets():
