@@ -1,0 +1,310 @@
+"""The session worker process: runs PeerRunners for the neighbors the supervisor gives it.
+
+The supervisor forks the worker and calls :func:`worker_main` with its end of the
+channel (rserver.bus.channel, a SOCK_SEQPACKET socket). The worker runs its own
+asyncio loop and returns when told ``Shutdown`` or when the channel closes.
+
+Supervisor -> worker (rserver.bus.messages):
+
+* ``PeerAdd``: create a PeerRunner and start it (a disabled neighbor stays Idle);
+* ``Connection`` (an accepted TCP connection attached as an fd): handed to the
+  runner owning ``peer_addr``; unknown address: closed and logged;
+* ``PeerAdmin``: up / down (Cease 6/2) / clear (Cease 6/4) / refresh (ROUTE-REFRESH),
+  with the RFC 9003 shutdown text;
+* ``PeerChange``: ``reset`` -> Cease 6/6 and a new runner with the new settings;
+  otherwise the OPEN settings are replaced for the next session (timers and
+  passive mode only change with a reset);
+* ``PeerRemove``: Cease ``subcode`` (6/3 de-configured) with the reason, then forget;
+* ``StatusRequest``: answered with ``PeerStatusReply`` (PeerRunner.status() dicts);
+* ``Shutdown``: every peer with a session gets Cease 6/2 with the reason, the
+  connections get at most ``SHUTDOWN_FLUSH`` (2 s) to flush and close, then
+  ``ShutdownDone`` is sent and worker_main returns.
+
+Worker -> supervisor: ``WorkerReady`` at start, ``PeerEvent`` on every FSM state
+change, ``PeerStatusReply``, ``ShutdownDone``.
+
+A bad packet (``ChannelError``) or a failure while handling one message is logged
+and the worker carries on; it never dies of a message.
+
+Signals (decision): the supervisor orchestrates shutdown, so **SIGINT is ignored**
+(a Ctrl-C in a terminal reaches the whole process group; the supervisor turns it
+into ``Shutdown`` messages) and **SIGTERM is treated like ``Shutdown``** ("session
+worker terminated"): a worker killed on its own still sends Cease 6/2 to its peers
+before exiting, and answers ``ShutdownDone`` if the channel is still there. A
+second SIGTERM or Shutdown during shutdown changes nothing.
+
+Channel writes are blocking sends of small packets (a SEQPACKET socket buffer
+holds hundreds of them); the supervisor reads its end continuously.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from typing import Any, Optional
+
+from rserver.bus import channel
+from rserver.bus.messages import (
+    Connection, PeerAdd, PeerAdmin, PeerChange, PeerEvent, PeerRemove, PeerStatusReply, Shutdown,
+    ShutdownDone, StatusRequest, WorkerReady,
+)
+from rserver.codec.constants import CEASE_ADMIN_SHUTDOWN, CEASE_CONFIG_CHANGE
+from rserver.log import configure, get_logger
+
+from .fsm import State, StateChange
+from .peer import PeerRunner, local_settings
+from .sockopts import normalize_addr
+
+__all__ = ["worker_main", "Worker", "SHUTDOWN_FLUSH"]
+
+SHUTDOWN_FLUSH = 2.0     # seconds the connections get to flush their last NOTIFICATION
+
+
+def worker_main(chan: socket.socket, log_format: str = "human", log_level: str = "info") -> None:
+    """The session worker process body: returns on ``Shutdown`` or when ``chan`` closes."""
+    # a child forked from inside the supervisor's running loop inherits its "running
+    # loop" marker (Python < 3.12 does not reset it at fork): clear it
+    asyncio.events._set_running_loop(None)
+    try:
+        asyncio.set_event_loop(None)
+    except Exception:  # pragma: no cover
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    configure(log_format, log_level)
+    asyncio.run(Worker(chan).run())
+
+
+class Worker:
+    """The message loop of one session worker."""
+
+    def __init__(self, chan: socket.socket, **runner_options: Any):
+        self.chan = chan
+        self.peers: dict[str, PeerRunner] = {}
+        self.log = get_logger("worker", pid=os.getpid())
+        self.runner_options = runner_options
+        self._done: Optional[asyncio.Event] = None
+        self._shutting = False
+        self._chan_open = True
+        self._tasks: set[asyncio.Task] = set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._done = asyncio.Event()
+        self.chan.setblocking(True)
+        loop.add_reader(self.chan.fileno(), self._readable)
+        try:
+            loop.add_signal_handler(signal.SIGTERM, self._sigterm)
+        except (ValueError, RuntimeError):  # not the main thread (tests): no signal handling
+            pass
+        self.log.info("session worker started")
+        self._send(WorkerReady(pid=os.getpid(), peers=sorted(self.peers)))
+        try:
+            await self._done.wait()
+        finally:
+            if self._chan_open:
+                loop.remove_reader(self.chan.fileno())
+            try:
+                loop.remove_signal_handler(signal.SIGTERM)
+            except (ValueError, RuntimeError):
+                pass
+            for r in self.peers.values():
+                r.close()
+            for t in list(self._tasks):
+                t.cancel()
+            self.log.info("session worker stopped")
+
+    # -- channel ---------------------------------------------------------------------------
+
+    def _send(self, msg: Any) -> bool:
+        if not self._chan_open:
+            return False
+        try:
+            channel.send(self.chan, msg)
+            return True
+        except OSError as e:
+            self.log.warning(f"cannot send {type(msg).__name__} to the supervisor: {e}")
+            return False
+
+    def _readable(self) -> None:
+        try:
+            res = channel.recv(self.chan, channel.to_worker_decoder)
+        except channel.ChannelError as e:
+            self.log.error(f"dropping bad message from the supervisor: {e}")
+            return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self.log.error(f"reading the supervisor channel failed: {e}")
+            res = None
+        if res is None:
+            self._chan_open = False
+            asyncio.get_running_loop().remove_reader(self.chan.fileno())
+            self.log.warning("supervisor channel closed: shutting down")
+            self._begin_shutdown("route server shutting down", reply=False)
+            return
+        msg, sock = res
+        try:
+            self.handle(msg, sock)
+        except Exception:
+            self.log.exception(f"handling {type(msg).__name__} failed")
+            if sock is not None:
+                sock.close()
+
+    def _sigterm(self) -> None:
+        self.log.info("SIGTERM received: shutting down as if told to")
+        self._begin_shutdown("session worker terminated", reply=True)
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    def handle(self, msg: Any, sock: Optional[socket.socket] = None) -> None:
+        kind = type(msg)
+        if kind is Connection:
+            self._connection(msg, sock)
+        elif kind is PeerAdd:
+            self._peer_add(msg)
+        elif kind is PeerAdmin:
+            self._peer_admin(msg)
+        elif kind is StatusRequest:
+            self._status(msg)
+        elif kind is PeerRemove:
+            self._peer_remove(msg)
+        elif kind is PeerChange:
+            self._peer_change(msg)
+        elif kind is Shutdown:
+            self._begin_shutdown(msg.reason, reply=True)
+        else:
+            self.log.warning(f"unexpected message {kind.__name__} from the supervisor, dropped")
+            if sock is not None:
+                sock.close()
+
+    def _runner(self, address: str) -> Optional[PeerRunner]:
+        try:
+            return self.peers.get(normalize_addr(address))
+        except ValueError:
+            return None
+
+    def _connection(self, msg: Connection, sock: Optional[socket.socket]) -> None:
+        assert sock is not None
+        r = self._runner(msg.peer_addr)
+        if r is None or self._shutting:
+            why = "shutting down" if self._shutting else "no such neighbor in this worker"
+            self.log.warning(f"connection from {msg.peer_addr}:{msg.peer_port} closed: {why}",
+                             neighbor=msg.peer_addr)
+            sock.close()
+            return
+        r.accept(sock, msg)
+
+    def _new_runner(self, neighbor, global_) -> PeerRunner:
+        return PeerRunner(neighbor, global_, on_state=self._on_state, on_routes=self._on_routes,
+                          **self.runner_options)
+
+    def _peer_add(self, msg: PeerAdd) -> None:
+        addr = normalize_addr(msg.neighbor.address)
+        if addr in self.peers:
+            self.log.warning(f"neighbor {addr} added twice, ignoring the second PeerAdd", neighbor=addr)
+            return
+        if self._shutting:
+            return
+        r = self._new_runner(msg.neighbor, msg.global_)
+        self.peers[addr] = r
+        r.start()
+
+    def _peer_admin(self, msg: PeerAdmin) -> None:
+        r = self._runner(msg.address)
+        if r is None:
+            self.log.warning(f"admin {msg.op} for unknown neighbor {msg.address}", neighbor=msg.address)
+            return
+        self.log.info(f"admin {msg.op}" + (f': "{msg.reason}"' if msg.reason else ""),
+                      neighbor=r.address, neighbor_name=r.name, fsm_state=str(r.fsm.state))
+        if msg.op == "up":
+            r.up()
+        elif msg.op == "down":
+            r.down(msg.reason)
+        elif msg.op == "clear":
+            r.clear(msg.reason)
+        elif msg.op == "refresh":
+            r.refresh()
+
+    def _peer_remove(self, msg: PeerRemove) -> None:
+        addr = normalize_addr(msg.address)
+        r = self.peers.pop(addr, None)
+        if r is None:
+            self.log.warning(f"remove of unknown neighbor {msg.address}", neighbor=msg.address)
+            return
+        r.stop(msg.subcode, msg.reason)
+        self._retire(r)
+
+    def _peer_change(self, msg: PeerChange) -> None:
+        addr = normalize_addr(msg.neighbor.address)
+        r = self.peers.get(addr)
+        if r is None:
+            self.log.warning(f"change for unknown neighbor {addr}", neighbor=addr)
+            return
+        if not msg.reset:
+            r.neighbor = msg.neighbor
+            r.settings = local_settings(msg.neighbor, r.global_)
+            r.fsm.settings = r.settings
+            self.log.info("neighbor settings changed; they apply from the next session",
+                          neighbor=addr, neighbor_name=r.name, fsm_state=str(r.fsm.state))
+            return
+        r.stop(CEASE_CONFIG_CHANGE, "configuration change")
+        self._retire(r)
+        new = self._new_runner(msg.neighbor, r.global_)
+        self.peers[addr] = new
+        new.start()
+
+    def _retire(self, r: PeerRunner) -> None:
+        async def retire():
+            await r.wait_closed(SHUTDOWN_FLUSH)
+            r.close()
+        t = asyncio.get_running_loop().create_task(retire())
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    def _status(self, msg: StatusRequest) -> None:
+        if msg.address is None:
+            peers = [r.status() for _, r in sorted(self.peers.items())]
+        else:
+            r = self._runner(msg.address)
+            peers = [r.status()] if r is not None else []
+        self._send(PeerStatusReply(request_id=msg.request_id, peers=peers))
+
+    # -- callbacks from the runners -----------------------------------------------------------
+
+    def _on_state(self, r: PeerRunner, ch: StateChange) -> None:
+        self._send(PeerEvent(address=r.address, name=r.name, old_state=str(ch.old), new_state=str(ch.new),
+                             reason=str(ch.reason), time=time.time()))
+
+    def _on_routes(self, r: PeerRunner, batch: Any) -> None:
+        # no RIB process yet: the batches are counted by the runner and dropped here
+        pass
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    def _begin_shutdown(self, reason: str, reply: bool) -> None:
+        if self._shutting:
+            return
+        self._shutting = True
+        t = asyncio.get_running_loop().create_task(self._shutdown(reason, reply))
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _shutdown(self, reason: str, reply: bool) -> None:
+        self.log.info(f'shutdown requested: "{reason}"; stopping {len(self.peers)} peer(s)')
+        runners = list(self.peers.values())
+        for r in runners:
+            if r.fsm.state != State.IDLE:
+                r.stop(CEASE_ADMIN_SHUTDOWN, reason)
+        if runners:
+            await asyncio.wait([asyncio.ensure_future(r.wait_closed(SHUTDOWN_FLUSH)) for r in runners],
+                               timeout=SHUTDOWN_FLUSH + 0.5)
+        for r in runners:
+            r.close()
+        if reply:
+            self._send(ShutdownDone(pid=os.getpid()))
+        assert self._done is not None
+        self._done.set()
