@@ -10,12 +10,19 @@ SUDO=""
 
 if command -v apt-get >/dev/null 2>&1; then
     need=""
-    for p in gcc python3-dev; do
-        dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
+    for p in gcc python3-dev bird2 gobgpd; do
+        dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || need="$need $p"
     done
     if [ -n "$need" ]; then
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need
+        # the interop tests (tests/interop) run their own bird/gobgpd on loopback: the
+        # packages' system services must not hold port 179 on a systemd host
+        case "$need" in *bird2*|*gobgpd*)
+            if [ -d /run/systemd/system ]; then
+                $SUDO systemctl disable --now bird.service gobgpd.service >/dev/null 2>&1 || true
+            fi;;
+        esac
     fi
 fi
 

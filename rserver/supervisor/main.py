@@ -1,0 +1,551 @@
+"""The supervisor: the parent process of rserver (docs/sessions.md).
+
+It binds the listening sockets (the dispatcher), forks the session worker processes from a
+parent that has already imported everything (so their code pages are shared), hands every
+accepted connection to the worker that owns the source address, restarts a worker that
+dies (exponential back-off), and on SIGTERM/SIGINT stops everything in order: every worker
+is told to Shutdown (each Established peer gets Cease 6/2), stragglers are killed after a
+bound, every child is reaped by PID, the listeners are closed and the run directory's
+files are removed.
+
+Process model
+-------------
+- one worker per neighbor by default; with ``session_workers = N`` at most N workers, the
+  neighbors spread round-robin in config order;
+- each worker has its own SOCK_SEQPACKET channel (bus/channel.py); after fork the child
+  closes every other channel end and the listeners, the parent closes the worker's end;
+- ``worker_main(chan, log_format, log_level)`` runs in the child; the child never returns
+  into the parent's code (``os._exit``).
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..bus import channel
+from ..bus.messages import (
+    Connection, PeerAdd, PeerEvent, PeerStatusReply, Shutdown, ShutdownDone, StatusRequest,
+    WorkerReady,
+)
+from ..config import Config, NeighborConfig
+from ..log import Log, get_logger
+from ..session.sockopts import normalize_addr
+from .dispatcher import Dispatcher
+
+__all__ = ["Supervisor", "WorkerMain", "assign_workers", "Backoff", "PID_FILE"]
+
+WorkerMain = Callable[..., None]
+
+PID_FILE = "rserver.pid"
+SHUTDOWN_TIMEOUT = 5.0          # seconds to wait for ShutdownDone from every worker
+REAP_TIMEOUT = 5.0              # seconds to wait for a killed child to be reaped
+BACKOFF_INITIAL = 1.0
+BACKOFF_MAX = 60.0
+BACKOFF_STABLE = 60.0           # a worker that ran this long resets its back-off
+
+
+def assign_workers(neighbors: tuple[NeighborConfig, ...] | list[NeighborConfig],
+                   session_workers: int) -> list[list[NeighborConfig]]:
+    """Spread neighbors over worker processes: one each by default (``session_workers`` 0),
+    else at most ``session_workers`` processes, round-robin in config order."""
+    neighbors = list(neighbors)
+    if not neighbors:
+        return []
+    if session_workers <= 0 or session_workers >= len(neighbors):
+        return [[n] for n in neighbors]
+    groups: list[list[NeighborConfig]] = [[] for _ in range(session_workers)]
+    for i, n in enumerate(neighbors):
+        groups[i % session_workers].append(n)
+    return groups
+
+
+class Backoff:
+    """Restart delay: 1 s doubling to 60 s; reset once a worker has run for 60 s."""
+
+    def __init__(self, initial: float = BACKOFF_INITIAL, maximum: float = BACKOFF_MAX,
+                 stable: float = BACKOFF_STABLE):
+        self.initial = initial
+        self.maximum = maximum
+        self.stable = stable
+        self._next = initial
+
+    def next_delay(self, ran_for: float) -> float:
+        if ran_for >= self.stable:
+            self._next = self.initial
+        delay = self._next
+        self._next = min(self._next * 2, self.maximum)
+        return delay
+
+
+class _Worker:
+    """The supervisor's view of one worker process slot."""
+
+    def __init__(self, index: int, neighbors: list[NeighborConfig]):
+        self.index = index
+        self.neighbors = neighbors
+        self.pid: Optional[int] = None
+        self.chan: Optional[socket.socket] = None
+        self.started_at = 0.0
+        self.backoff = Backoff()
+        self.restart_handle: Optional[asyncio.TimerHandle] = None
+        self.shutdown_done = False
+        self.restarts = 0
+
+    @property
+    def addresses(self) -> list[str]:
+        return [n.address for n in self.neighbors]
+
+    @property
+    def alive(self) -> bool:
+        return self.pid is not None
+
+    def close_chan(self) -> None:
+        if self.chan is not None:
+            self.chan.close()
+            self.chan = None
+
+
+def _default_worker_main() -> WorkerMain:
+    from ..session.worker import worker_main  # imported before any fork: shared pages
+    return worker_main
+
+
+class Supervisor:
+    """Runs rserver's processes for one configuration; ``run()`` blocks until a signal."""
+
+    def __init__(self, config: Config, worker_main: Optional[WorkerMain] = None,
+                 log_format: Optional[str] = None, log_level: Optional[str] = None,
+                 log: Optional[Log] = None, shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+                 backoff: Callable[[], Backoff] = Backoff):
+        self.config = config
+        self._worker_main = worker_main
+        self.log_format = log_format or config.global_.log_format
+        self.log_level = log_level or config.global_.log_level
+        self.log = log or get_logger("supervisor")
+        self.shutdown_timeout = shutdown_timeout
+        self.run_dir = Path(config.global_.run_dir)
+        self.pid_file = self.run_dir / PID_FILE
+        self.workers = [_Worker(i, ns) for i, ns in enumerate(
+            assign_workers(config.neighbors, config.global_.session_workers))]
+        for w in self.workers:
+            w.backoff = backoff()
+        self._owner: dict[str, _Worker] = {n.address: w for w in self.workers for n in w.neighbors}
+        self.dispatcher = Dispatcher([(a, config.global_.port) for a in config.global_.listen],
+                                     self._route)
+        self.peer_state: dict[str, PeerEvent] = {}      # latest PeerEvent per neighbor
+        self._status_waiters: dict[int, tuple[asyncio.Future, set[int], list[dict]]] = {}
+        self._request_ids = 0
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stop: Optional[asyncio.Event] = None
+        self._stop_reason = ""
+        self._shutting_down = False
+        self._own_files: list[Path] = []
+        self._created_run_dir = False
+        self._pid_fd: Optional[int] = None
+
+    # --- public -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start everything, serve until SIGTERM/SIGINT, stop everything; the exit status."""
+        if self._worker_main is None:
+            self._worker_main = _default_worker_main()
+        return asyncio.run(self._main())
+
+    def request_stop(self, reason: str = "route server shutting down") -> None:
+        if self._stop is not None and not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+
+    def worker_pids(self) -> list[int]:
+        return [w.pid for w in self.workers if w.pid is not None]
+
+    async def status(self, address: Optional[str] = None, timeout: float = 2.0) -> list[dict]:
+        """Ask the workers for the status of one neighbor or all (for the control socket)."""
+        loop = asyncio.get_running_loop()
+        self._request_ids += 1
+        rid = self._request_ids
+        targets = [w for w in self.workers if w.chan is not None
+                   and (address is None or address in w.addresses)]
+        fut: asyncio.Future = loop.create_future()
+        pending = {w.index for w in targets}
+        peers: list[dict] = []
+        if not pending:
+            return peers
+        self._status_waiters[rid] = (fut, pending, peers)
+        for w in targets:
+            self._send(w, StatusRequest(request_id=rid, address=address))
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._status_waiters.pop(rid, None)
+        return peers
+
+    # --- main ---------------------------------------------------------------------------
+
+    async def _main(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._stop = asyncio.Event()
+        try:
+            self._write_pid_file()
+        except (OSError, RuntimeError) as e:
+            self.log.error(f"cannot start: {e}")
+            return 1
+        try:
+            self.dispatcher.bind()
+        except OSError as e:
+            self.log.error(f"cannot listen: {e}",
+                           listen_address=",".join(f"{a}:{self.config.global_.port}"
+                                                   for a in self.config.global_.listen))
+            self._remove_files()
+            return 1
+        for n in self.config.neighbors:
+            if n.md5_password:
+                self.dispatcher.set_md5(n.address, n.md5_password)
+
+        for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
+            loop.add_signal_handler(sig, self.request_stop, f"route server shutting down ({name})")
+        loop.add_signal_handler(signal.SIGCHLD, self._reap)
+        # reload arrives with the control socket; until then a SIGHUP (the conventional reload
+        # signal, easily sent by habit) must not kill the supervisor and orphan its workers
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.log.warning(
+            "SIGHUP received: configuration reload is not implemented yet; ignored"))
+
+        self.log.info("supervisor started", pid=os.getpid(), config=self.config.source,
+                      neighbors=len(self.config.neighbors), workers=len(self.workers))
+        for w in self.workers:
+            self._start_worker(w)
+        serve = loop.create_task(self.dispatcher.serve())
+        poll = loop.create_task(self._poll_children())
+        try:
+            await self._stop.wait()
+        finally:
+            self._shutting_down = True
+            serve.cancel()
+            poll.cancel()
+            for t in (serve, poll):
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):
+                    pass
+            self.log.info(f"shutting down: {self._stop_reason or 'stop requested'}")
+            await self._shutdown_workers(self._stop_reason or "route server shutting down")
+            self.dispatcher.close()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            self._remove_files()
+            self.log.info("supervisor stopped", pid=os.getpid())
+        return 0
+
+    # --- workers ------------------------------------------------------------------------
+
+    def _start_worker(self, w: _Worker) -> None:
+        w.restart_handle = None
+        if self._shutting_down:
+            return
+        sup_end, wrk_end = channel.channel_pair()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:                                     # the child: never returns
+            code = 0
+            try:
+                self._child_setup(w, sup_end)
+                self._worker_main(wrk_end, log_format=self.log_format, log_level=self.log_level)
+            except BaseException:                        # noqa: BLE001 - report, then exit
+                code = 1
+                try:
+                    import traceback
+                    traceback.print_exc()
+                except BaseException:                     # noqa: BLE001
+                    pass
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                except BaseException:                     # noqa: BLE001
+                    pass
+                os._exit(code)
+        wrk_end.close()
+        sup_end.setblocking(False)
+        w.pid = pid
+        w.chan = sup_end
+        w.started_at = time.monotonic()
+        w.shutdown_done = False
+        self._loop.add_reader(sup_end.fileno(), self._on_readable, w)
+        self.log.info("worker started", worker=w.index, pid=pid, peers=",".join(w.addresses))
+        for n in w.neighbors:
+            self._send(w, PeerAdd(neighbor=n, global_=self.config.global_))
+
+    def _child_setup(self, me: _Worker, my_sup_end: socket.socket) -> None:
+        """In a freshly forked worker: drop everything that belongs to the supervisor."""
+        signal.set_wakeup_fd(-1)
+        try:                                             # "rserver-w3" in ps/top (comm)
+            with open("/proc/self/comm", "w") as f:
+                f.write(f"rserver-w{me.index}")
+        except OSError:
+            pass
+        # a terminal's Ctrl-C (SIGINT) and SIGHUP reach the whole process group: the workers
+        # ignore them and stop when the supervisor says so (Shutdown)
+        for sig in (signal.SIGTERM, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        for sig in (signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        my_sup_end.close()
+        if self._pid_fd is not None:                     # the lock belongs to the supervisor
+            os.close(self._pid_fd)
+            self._pid_fd = None
+        for s in self.dispatcher.sockets:
+            s.close()
+        for w in self.workers:
+            if w is not me:
+                w.close_chan()
+        loop = self._loop
+        # the parent loop's self-pipe is shared with the parent; never write to it from here
+        for attr in ("_ssock", "_csock"):
+            s = getattr(loop, attr, None)
+            if isinstance(s, socket.socket):
+                s.close()
+        sel = getattr(loop, "_selector", None)
+        ep = getattr(sel, "_selector", None)
+        if ep is not None and hasattr(ep, "close"):
+            ep.close()                       # the child's copy of the parent's epoll fd
+        asyncio.set_event_loop(None)
+
+    def _send(self, w: _Worker, msg: Any, fds: list[int] | tuple[int, ...] = ()) -> bool:
+        if w.chan is None:
+            return False
+        try:
+            channel.send(w.chan, msg, fds)
+            return True
+        except BlockingIOError:
+            w.chan.settimeout(2.0)
+            try:
+                channel.send(w.chan, msg, fds)
+                return True
+            except OSError as e:
+                self.log.error(f"worker channel full, message dropped: {e}", worker=w.index, pid=w.pid)
+            finally:
+                if w.chan is not None:
+                    w.chan.setblocking(False)
+        except OSError as e:
+            self.log.warning(f"cannot reach worker: {e}", worker=w.index, pid=w.pid)
+        return False
+
+    def _on_readable(self, w: _Worker, draining: bool = False) -> None:
+        chan = w.chan
+        while chan is not None and chan is w.chan:
+            try:
+                got = channel.recv(chan, channel.to_supervisor_decoder)
+            except BlockingIOError:
+                return
+            except channel.ChannelError as e:
+                self.log.error(str(e), worker=w.index, pid=w.pid)
+                continue
+            except OSError as e:
+                self.log.warning(f"worker channel error: {e}", worker=w.index, pid=w.pid)
+                got = None
+            if got is None:                              # the worker closed its end
+                self._loop.remove_reader(chan.fileno())
+                w.close_chan()
+                if not draining:
+                    self._reap()
+                return
+            msg, sock = got
+            if sock is not None:                         # workers never send descriptors
+                sock.close()
+            self._handle(w, msg)
+
+    def _handle(self, w: _Worker, msg: Any) -> None:
+        if isinstance(msg, PeerEvent):
+            if msg.address not in w.addresses:
+                self.log.warning("peer event for a peer this worker does not own, dropped",
+                                 worker=w.index, neighbor=msg.address)
+                return
+            self.peer_state[msg.address] = msg
+            self.log.info(f"peer {msg.old_state} -> {msg.new_state}", neighbor=msg.address,
+                          neighbor_name=msg.name, fsm_state=msg.new_state, reason=msg.reason or None,
+                          worker=w.index)
+        elif isinstance(msg, WorkerReady):
+            self.log.debug("worker ready", worker=w.index, pid=msg.pid, peers=",".join(msg.peers))
+        elif isinstance(msg, PeerStatusReply):
+            waiter = self._status_waiters.get(msg.request_id)
+            if waiter is None:
+                return
+            fut, pending, peers = waiter
+            peers.extend(msg.peers)
+            pending.discard(w.index)
+            if not pending and not fut.done():
+                fut.set_result(None)
+        elif isinstance(msg, ShutdownDone):
+            w.shutdown_done = True
+            self.log.debug("worker shutdown done", worker=w.index, pid=msg.pid)
+        else:
+            self.log.warning(f"unexpected message {type(msg).__name__} from worker, dropped",
+                             worker=w.index, pid=w.pid)
+
+    def _route(self, addr: str) -> Optional[Callable[[socket.socket, Connection], None]]:
+        w = self._owner.get(normalize_addr(addr))
+        if w is None:
+            return None
+
+        def hand_over(conn: socket.socket, info: Connection) -> None:
+            if w.chan is None or self._shutting_down:
+                raise OSError(errno.EAGAIN, "the owning worker is not running (restarting)")
+            if not self._send(w, info, [conn.fileno()]):
+                raise OSError(errno.EPIPE, "the owning worker did not take the connection")
+        return hand_over
+
+    def _reap(self) -> None:
+        """Collect every exited worker (SIGCHLD, channel EOF or the periodic poll)."""
+        for w in self.workers:
+            if w.pid is None:
+                continue
+            try:
+                pid, status = os.waitpid(w.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = w.pid, 0
+            if pid == 0:
+                continue
+            self._worker_exited(w, status)
+
+    def _worker_exited(self, w: _Worker, status: int) -> None:
+        pid = w.pid
+        w.pid = None
+        if w.chan is not None:
+            self._on_readable(w, draining=True)         # what it sent before it went
+        if w.chan is not None:
+            try:
+                self._loop.remove_reader(w.chan.fileno())
+            except (ValueError, OSError):
+                pass
+            w.close_chan()
+        ran = time.monotonic() - w.started_at
+        code = os.waitstatus_to_exitcode(status) if status else 0
+        how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        for a in w.addresses:
+            ev = self.peer_state.get(a)
+            if ev is not None and ev.new_state.lower() != "idle":
+                self.peer_state[a] = PeerEvent(address=a, name=ev.name, old_state=ev.new_state,
+                                               new_state="idle", reason="worker exited",
+                                               time=time.time())
+        if self._shutting_down:
+            self.log.debug(f"worker exited ({how})", worker=w.index, pid=pid)
+            return
+        delay = w.backoff.next_delay(ran)
+        w.restarts += 1
+        self.log.warning(f"worker exited ({how}) after {ran:.1f}s, restarting in {delay:g}s",
+                         worker=w.index, pid=pid, peers=",".join(w.addresses), restart_in=delay)
+        w.restart_handle = self._loop.call_later(delay, self._start_worker, w)
+
+    async def _poll_children(self) -> None:
+        # a backstop for a missed SIGCHLD (they coalesce)
+        while True:
+            await asyncio.sleep(1.0)
+            self._reap()
+
+    # --- shutdown -----------------------------------------------------------------------
+
+    async def _shutdown_workers(self, reason: str) -> None:
+        for w in self.workers:
+            if w.restart_handle is not None:
+                w.restart_handle.cancel()
+                w.restart_handle = None
+        live = [w for w in self.workers if w.pid is not None]
+        for w in live:
+            self._send(w, Shutdown(reason=reason))
+        # each worker sends ShutdownDone and exits; wait (bounded) for every one to exit
+        deadline = time.monotonic() + self.shutdown_timeout
+        while time.monotonic() < deadline and any(w.pid is not None for w in live):
+            self._reap()
+            await asyncio.sleep(0.05)
+        for w in self.workers:
+            if w.pid is not None:
+                self.log.warning("worker did not stop in time, killing it", worker=w.index, pid=w.pid)
+                try:
+                    os.kill(w.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for w in self.workers:
+            if w.pid is None:
+                continue
+            end = time.monotonic() + REAP_TIMEOUT
+            while w.pid is not None:
+                try:
+                    pid, status = os.waitpid(w.pid, os.WNOHANG)
+                except ChildProcessError:
+                    pid, status = w.pid, 0
+                if pid:
+                    self._worker_exited(w, status)
+                    break
+                if time.monotonic() > end:
+                    self.log.error("worker could not be reaped", worker=w.index, pid=w.pid)
+                    w.pid = None
+                    break
+                await asyncio.sleep(0.02)
+            w.close_chan()
+        for w in self.workers:
+            if w.chan is not None:
+                try:
+                    self._loop.remove_reader(w.chan.fileno())
+                except (ValueError, OSError):
+                    pass
+                w.close_chan()
+
+    # --- run directory ------------------------------------------------------------------
+
+    def _write_pid_file(self) -> None:
+        """Create run_dir/rserver.pid and hold an exclusive lock on it for our lifetime: a
+        second rserver on the same run directory is refused; a file left by a dead one (no
+        lock holder) is simply taken over."""
+        if not self.run_dir.exists():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._created_run_dir = True
+        fd = os.open(self.pid_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            self._created_run_dir = False
+            raise RuntimeError(f"{self.pid_file}: rserver is already running as PID {other}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._pid_fd = fd
+        self._own_files.append(self.pid_file)
+
+    def register_run_file(self, path: Path) -> None:
+        """A socket or other file in the run directory to remove at shutdown."""
+        self._own_files.append(Path(path))
+
+    def _remove_files(self) -> None:
+        for p in self._own_files:
+            try:
+                if p == self.pid_file:
+                    if p.read_text().strip() != str(os.getpid()):
+                        continue                         # not ours any more
+                p.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                self.log.warning(f"cannot remove {p}: {e}")
+        self._own_files = []
+        if self._pid_fd is not None:
+            os.close(self._pid_fd)                       # releases the lock
+            self._pid_fd = None
+        if self._created_run_dir:
+            try:
+                self.run_dir.rmdir()                     # only if empty
+            except OSError:
+                pass
+
