@@ -29,5 +29,7 @@ fi
 PY=${PYTHON:-python3}
 $PY -m pip install -q --upgrade pip setuptools wheel
 $PY -m pip install -q -e '.[test]'
+# pyenv installs console scripts behind shims that only appear after a rehash
+command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 # the compiled codec must have been built: fail loudly here rather than test only the pure one
 $PY -c "import rserver.codec._cupdate" || { echo "setup: the Cython codec did not build" >&2; exit 1; }
