@@ -258,8 +258,6 @@ _ZERO12 = bytes(12)
 _ZERO16 = bytes(16)
 _NO_ATTR_B = struct.pack("<I", NO_ATTR)
 
-_TAIL4 = struct.Struct("<IB4s").pack      # path_id, plen, addr (record minus attr_idx)
-_TAIL6 = struct.Struct("<IB16s").pack
 _U32LE = struct.Struct("<I").pack
 _U32BE = struct.Struct(">I")
 _unpack_be32 = _U32BE.unpack_from
@@ -287,44 +285,61 @@ def _tlv(flags: int, t: int, value: bytes) -> bytes:
 # ---------------------------------------------------------------------------------------
 # prefixes
 # ---------------------------------------------------------------------------------------
+def _prefix_table(width: int) -> tuple:
+    """Per prefix length (index 0..255): None when longer than `width` bytes allow, else
+    (octets on the wire including the length octet, zero padding up to `width`, and the
+    masking table of the last octet, _MASKED[plen & 7], or None when it is whole)."""
+    table = [None] * 256
+    for plen in range(8 * width + 1):
+        nb = (plen + 7) >> 3
+        table[plen] = (1 + nb, bytes(width - nb), _MASKED[plen & 7] if plen & 7 else None)
+    return tuple(table)
+
+
+_PLEN4 = _prefix_table(4)
+_PLEN6 = _prefix_table(16)
+_ZERO4 = bytes(4)
+
+
 def _parse_prefixes(buf: bytes, p: int, e: int, afi: int, addpath: bool) -> Optional[list]:
     """Parse <len, prefix> (each preceded by a 4-byte path id when `addpath`, RFC 7911
     §3) from buf[p:e] into record tails: path_id (LE u32), plen, address with the host
-    bits zeroed. None when syntactically bad: a prefix length above 32/128, or the
-    field overruns (RFC 4271 §4.3, RFC 7606 §5.3)."""
+    bits zeroed, i.e. struct "<IB4s" / "<IB16s" (REC4 / REC6 minus attr_idx). None when bad:
+    a prefix length above 32/128, or the field overruns (RFC 4271 §4.3, RFC 7606 §5.3)."""
     tails = []
     append = tails.append
-    if afi == 1 and not addpath:      # the common case, kept tight
+    table = _PLEN4 if afi == 1 else _PLEN6
+    if not addpath:                   # the common case, kept tight: path id 0
         while p < e:
-            plen = buf[p]
-            q = p + 1 + ((plen + 7) >> 3)
-            if plen > 32 or q > e:
+            info = table[buf[p]]
+            if info is None:          # prefix length too long
                 return None
-            if plen & 7:   # zero the host bits of the last, partial octet
-                append(_TAIL4(0, plen, buf[p + 1:q - 1] + _MASKED[plen & 7][buf[q - 1]]))
-            else:
-                append(_TAIL4(0, plen, buf[p + 1:q]))
+            size, pad, mask = info
+            q = p + size
+            if q > e:
+                return None
+            if mask is None:          # whole octets: length octet + address as received
+                append(_ZERO4 + buf[p:q] + pad)
+            else:                     # zero the host bits of the last, partial octet
+                append(_ZERO4 + buf[p:q - 1] + mask[buf[q - 1]] + pad)
             p = q
         return tails
-    if afi == 1:
-        maxlen, pack = 32, _TAIL4
-    else:
-        maxlen, pack = 128, _TAIL6
-    pid = 0
     while p < e:
-        if addpath:
-            if e - p < 5:
-                return None
-            pid = _unpack_be32(buf, p)[0]
-            p += 4
-        plen = buf[p]
-        q = p + 1 + ((plen + 7) >> 3)
-        if plen > maxlen or q > e:
+        if e - p < 5:
             return None
-        if plen & 7:
-            append(pack(pid, plen, buf[p + 1:q - 1] + _MASKED[plen & 7][buf[q - 1]]))
+        pid = buf[p:p + 4][::-1]      # path id: network order -> little-endian
+        p += 4
+        info = table[buf[p]]
+        if info is None:
+            return None
+        size, pad, mask = info
+        q = p + size
+        if q > e:
+            return None
+        if mask is None:
+            append(pid + buf[p:q] + pad)
         else:
-            append(pack(pid, plen, buf[p + 1:q]))
+            append(pid + buf[p:q - 1] + mask[buf[q - 1]] + pad)
         p = q
     return tails
 
@@ -497,10 +512,24 @@ _IGNORED = 1       # recognised, but this session drops it before any check ([C5
 # are noted in a `kept` bit mask during the walk and rebuilt by _common() when needed.
 
 
+# Fast path tables (_Decoder.fast). _FAST_HEAD: the first 6 bytes of a canonical attribute
+# section, ORIGIN (flags 0x40, length 1, value 0..2) then the AS_PATH's flags (0x40) and type
+# -> the ORIGIN value.
+_FAST_HEAD = {bytes((0x40, 1, 1, o, 0x40, 2)): o for o in range(3)}
+# _ONE_SEQ[value length]: for 2 + 4n (n = 1..63) a struct reading a one-segment path as
+# (segment type, segment length, first AS, last AS) (n = 1: the first AS only); else None.
+_ONE_SEQ = tuple(
+    struct.Struct(">BBI" if n == 1 else ">BBI%dxI" % (4 * n - 8)) if n and 2 + 4 * n == ln else None
+    for ln in range(256) for n in ((ln - 2) // 4,))
+
+# flags, type and (2-byte) length of a canonical MP_REACH_NLRI without NLRI, by next-hop length
+_MP_CANON_HDR = {16: b"\x90\x0e\x00\x15", 32: b"\x90\x0e\x00\x25"}
+
+
 class _Decoder:
     """Output columns of one decode_updates call, and the per-message decoder."""
 
-    __slots__ = ("as4", "ap4", "ap6", "ebgp", "expect", "v4", "v6", "attr_data",
+    __slots__ = ("as4", "ap4", "ap6", "ebgp", "expect", "canon", "v4", "v6", "attr_data",
                  "attr_index", "n_sets", "eor", "problems")
 
     def __init__(self, ctx: CodecContext):
@@ -516,6 +545,12 @@ class _Decoder:
         if self.as4:
             expect[17] = expect[18] = _IGNORED
         self.expect = expect
+        # fast path (see fast()): the canonical flags byte of each type it accepts, -1 for
+        # the others: MP_UNREACH_NLRI and what this session drops ([C5], [C11]) go to the
+        # general path. Unrecognised types are accepted when optional transitive (0xE0).
+        canon = [f if f > _IGNORED else 0xE0 if f == _UNKNOWN else -1 for f in expect]
+        canon[1] = canon[2] = canon[3] = canon[15] = -1   # (1..3: fast()'s prologue)
+        self.canon = canon if self.as4 else None     # 2-octet peers: general path only
         self.v4 = bytearray()
         self.v6 = bytearray()
         self.attr_data = bytearray()
@@ -523,6 +558,219 @@ class _Decoder:
         self.n_sets = 0
         self.eor: list = []
         self.problems: list = []
+
+    # -- fast path: the common, well-formed UPDATE -----------------------------------------
+    def fast(self, buf: bytes, start: int, end: int) -> bool:
+        """Decode buf[start:end] (header included, already checked) if it is a plain, clean
+        announcement, and return True; else return False having changed nothing, and the
+        caller runs the general path (message()), which finds and classifies every problem.
+
+        An optimisation, not a rule: what it accepts is exactly the general path's
+        `verbatim` case without any problem, and it produces the same records. Accepted
+        (4-octet AS sessions only, see __init__):
+        * path attributes in strictly ascending type order (so no duplicate), each with
+          its canonical flags byte (Extended Length iff the value is longer than 255,
+          Partial clear), a well-formed value, none that this session drops. ORIGIN and
+          AS_PATH are required, so they are the first two attributes (type 0 and an
+          AS_PATH longer than 255 bytes are left to the general path), and with an NLRI
+          field NEXT_HOP is required: it is the third;
+        * either an IPv4 NLRI field and no MP attribute (the blob is the attribute
+          section as received), or no NLRI field and an MP_REACH_NLRI for IPv4/IPv6
+          unicast with a 16- or 32-byte next hop and at least one prefix (the blob is the
+          section with the MP_REACH_NLRI replaced by its canonical form, as _splice()
+          would build it);
+        * any well-formed Withdrawn Routes field."""
+        p = start + HEADER_LEN
+        wl = (buf[p] << 8) | buf[p + 1]
+        wend = p + 2 + wl
+        if wend + 2 > end:
+            return False
+        astart = wend + 2
+        aend = astart + ((buf[wend] << 8) | buf[wend + 1])
+        if aend > end or aend - astart < 7:
+            return False
+        nlri_present = aend < end
+
+        # ORIGIN then the AS_PATH header (canonical flags, 1-byte length): one lookup
+        origin = _FAST_HEAD.get(buf[astart:astart + 6])
+        if origin is None:
+            return False
+        alen = buf[astart + 6]
+        v = astart + 7
+        p = v + alen
+        if p > aend:
+            return False
+        aspath_off = 7                         # value offsets are relative to astart
+        aspath_len = alen
+        # AS_PATH: the usual single AS_SEQUENCE without AS 0 read with one unpack (what
+        # _scan_path4 would give); any other path through _scan_path4
+        seq = _ONE_SEQ[alen]
+        r = seq.unpack_from(buf, v) if seq is not None else None
+        if r is not None and r[0] == 2 and 4 * r[1] + 2 == alen \
+                and buf.find(b"\0\0\0\0", v, p) < 0:
+            path_len, first_as, origin_as, aflags = r[1], r[2], r[-1], 0
+        else:
+            pinfo = _scan_path4(buf[v:p])
+            if pinfo.__class__ is str:
+                return False
+            path_len, first_as, origin_as, aflags = pinfo
+
+        # NEXT_HOP: required with an NLRI field, ignored without one ([C7]: general path)
+        nh4 = None
+        if nlri_present:
+            if not buf.startswith(b"\x40\x03\x04", p, aend - 4):
+                return False
+            nh4 = buf[p + 3:p + 7]
+            a = nh4[0]
+            if a == 127 or a >= 224 or nh4 == b"\0\0\0\0":     # martian
+                return False
+            p += 7
+
+        # the other attributes
+        canon = self.canon
+        mp = None              # (attribute start, end, value start) of MP_REACH_NLRI
+        med = lp = 0
+        comm_off = lcomm_off = NO_OFF
+        comm_len = lcomm_len = 0
+        last = 3               # type code of the previous attribute (1..3 were handled)
+        while p < aend:
+            if aend - p < 3:
+                return False
+            flags = buf[p]
+            t = buf[p + 1]
+            if t <= last:
+                return False
+            last = t
+            c = canon[t]
+            if flags == c:
+                alen = buf[p + 2]
+                v = p + 3
+            elif flags == c | 0x10 and aend - p >= 4:   # (never true for c == -1)
+                alen = (buf[p + 2] << 8) | buf[p + 3]
+                v = p + 4
+                if alen <= 255 and t != 14:             # non-canonical Extended Length
+                    return False
+            else:
+                return False
+            p = v + alen
+            if p > aend:
+                return False
+            # the checks of message(); anything they would flag -> general path
+            if t == 8:      # COMMUNITIES
+                if alen == 0 or alen & 3:
+                    return False
+                aflags |= AF_COMMUNITIES
+                if buf.find(b"\xff\xff", v, p) >= 0:
+                    val = buf[v:p]
+                    if _aligned_find(val, b"\xff\xff\x00\x00", 4):
+                        aflags |= AF_GSHUT
+                    if _aligned_find(val, b"\xff\xff\x02\x9a", 4):
+                        aflags |= AF_BLACKHOLE
+                comm_off = v - astart
+                comm_len = alen
+            elif t == 4:    # MULTI_EXIT_DISC
+                if alen != 4:
+                    return False
+                med = _unpack_be32(buf, v)[0]
+                aflags |= AF_MED
+            elif t == 14:   # MP_REACH_NLRI: IPv4/IPv6 unicast, 16/32-byte next hop
+                if nlri_present or alen < 5 or buf[v] != 0 or buf[v + 2] != 1:
+                    return False
+                afi = buf[v + 1]
+                nhl = buf[v + 3]
+                if (afi != 1 and afi != 2) or (nhl != 16 and nhl != 32) or v + 5 + nhl > p:
+                    return False
+                mp = (v - (4 if flags & 0x10 else 3), p, v)
+            elif t == 32:   # LARGE_COMMUNITY
+                if alen == 0 or alen % 12:
+                    return False
+                aflags |= AF_LARGE_COMMUNITIES
+                lcomm_off = v - astart
+                lcomm_len = alen
+            elif t == 6:    # ATOMIC_AGGREGATE
+                if alen != 0:
+                    return False
+                aflags |= AF_ATOMIC_AGGREGATE
+            elif t == 7:    # AGGREGATOR
+                if alen != 8 or buf.startswith(b"\0\0\0\0", v):
+                    return False
+                aflags |= AF_AGGREGATOR
+            elif t == 5:    # LOCAL_PREF (internal peers only: canon[5] is -1 for eBGP)
+                if alen != 4:
+                    return False
+                lp = _unpack_be32(buf, v)[0]
+                aflags |= AF_LOCAL_PREF
+            elif t == 16:   # EXTENDED_COMMUNITIES
+                if alen == 0 or alen & 7:
+                    return False
+                aflags |= AF_EXT_COMMUNITIES
+            elif t == 9:    # ORIGINATOR_ID (internal peers only)
+                if alen != 4:
+                    return False
+                aflags |= AF_ORIGINATOR_ID
+            elif t == 10:   # CLUSTER_LIST (internal peers only)
+                if alen == 0 or alen & 3:
+                    return False
+                aflags |= AF_CLUSTER_LIST
+            elif t == 35:   # OTC
+                if alen != 4:
+                    return False
+                aflags |= AF_OTC
+            else:           # unrecognised optional transitive (canon[t] == 0xE0)
+                aflags |= AF_UNKNOWN
+
+        # the prefixes: NLRI field, or MP_REACH_NLRI's NLRI (nothing announced -> general)
+        if nlri_present:
+            afi = 1
+            tails = _parse_prefixes(buf, aend, end, 1, self.ap4)
+        elif mp is not None:
+            v = mp[2]
+            afi = buf[v + 1]
+            tails = _parse_prefixes(buf, v + 5 + buf[v + 3], mp[1], afi,
+                                    self.ap4 if afi == 1 else self.ap6)
+        else:
+            return False
+        if not tails:
+            return False
+        w_tails = None
+        if wl:
+            w_tails = _parse_prefixes(buf, start + HEADER_LEN + 2, wend, 1, self.ap4)
+            if w_tails is None:
+                return False
+
+        # ---- accepted: emit, in the general path's order (withdrawals, then the set) ----
+        if w_tails:
+            self.v4 += _NO_ATTR_B + _NO_ATTR_B.join(w_tails)
+        idx = self.n_sets
+        self.n_sets = idx + 1
+        if mp is None:
+            blob = buf[astart:aend]
+            self.attr_index += _attr_rec_pack(
+                len(self.attr_data), len(blob), aflags, origin, 1, path_len, first_as,
+                origin_as, med, lp, nh4 + _ZERO12, _ZERO16, 4, 0, 0, aspath_off, aspath_len,
+                comm_off, comm_len, lcomm_off, lcomm_len, NO_OFF)
+            col = self.v4
+        else:
+            a0, ve, v = mp
+            nhl = buf[v + 3]
+            hop = v + 4 + nhl           # end of the next hop
+            # the canonical MP_REACH_NLRI (see message()): flags 0x90, then the value's
+            # AFI, SAFI, next-hop length and next hop as received (checked above), a zero
+            # reserved octet and no NLRI
+            blob = b"".join((buf[astart:a0], _MP_CANON_HDR[nhl], buf[v:hop], b"\0",
+                             buf[ve:aend]))
+            if lcomm_off != NO_OFF:     # after the MP_REACH_NLRI (type 32 > 14): it moved
+                lcomm_off += 9 + nhl - (ve - a0)
+            self.attr_index += _attr_rec_pack(
+                len(self.attr_data), len(blob), aflags, origin, afi, path_len, first_as,
+                origin_as, med, lp, buf[v + 4:v + 20], buf[v + 20:hop] if nhl == 32 else _ZERO16,
+                nhl, 0, 0, aspath_off, aspath_len, comm_off, comm_len, lcomm_off, lcomm_len,
+                a0 - astart)
+            col = self.v4 if afi == 1 else self.v6
+        self.attr_data += blob
+        idxb = _U32LE(idx)
+        col += idxb + idxb.join(tails)
+        return True
 
     # -- one UPDATE message: buf[start:end] (header included). Returns a reset Problem or None.
     def message(self, buf: bytes, start: int, end: int, mi: int) -> Optional[Problem]:
@@ -565,7 +813,7 @@ class _Decoder:
         as4_aggr = None        # (Partial bit, asn, ip4, raw attribute) from a 2-octet peer
         mp_reach = None        # (afi, next hop bytes, record tails)
         mp_unreach = None      # (afi, record tails, attribute start, attribute end)
-        # Fast path (an optimisation, not a rule): when every attribute other than the MP
+        # Verbatim blobs (an optimisation, not a rule): when every attribute other than the MP
         # ones is kept exactly as received (canonical flags, ascending types, nothing
         # dropped), a set's blob is the attribute section itself, without the MP attributes
         # (mp_spans) and with a canonical MP_REACH_NLRI put in at `split` for an MP set.
@@ -609,7 +857,7 @@ class _Decoder:
                 verbatim = False
                 continue
             seen |= bit
-            if t != 14 and t != 15:         # (fast path bookkeeping)
+            if t != 14 and t != 15:         # (`verbatim` bookkeeping)
                 if t < max_t:
                     verbatim = False        # not in ascending order
                 elif t > 14 and max_t < 14:
@@ -1025,7 +1273,7 @@ class _Decoder:
 
 def _splice(buf: bytes, astart: int, aend: int, spans: list, split: int, mp_tlv: bytes,
             offs: tuple) -> tuple[bytes, tuple]:
-    """Fast-path blob of an MP set: the attribute section without the MP attributes at
+    """Verbatim blob of an MP set: the attribute section without the MP attributes at
     `spans`, with `mp_tlv` put in at `split`. Also maps the value offsets `offs`
     (relative to astart, or NO_OFF) into the blob, and adds the MP_REACH_NLRI offset."""
     out = []
@@ -1098,6 +1346,7 @@ def decode_updates(buf, ctx: CodecContext) -> UpdateBatch:
     if not isinstance(buf, bytes):
         buf = bytes(buf)
     dec = _Decoder(ctx)
+    fast = dec.fast if dec.canon is not None else None
     max_msg = ctx.max_msg
     n = len(buf)
     pos = 0
@@ -1118,9 +1367,11 @@ def decode_updates(buf, ctx: CodecContext) -> UpdateBatch:
             break
         if n - pos < length:
             break           # incomplete message
-        error = dec.message(buf, pos, pos + length, mi)
-        if error is not None:
-            break
+        # the fast path takes the common clean message; anything else, the general path
+        if fast is None or not fast(buf, pos, pos + length):
+            error = dec.message(buf, pos, pos + length, mi)
+            if error is not None:
+                break
         pos += length
         mi += 1
     if error is not None:   # [C1]

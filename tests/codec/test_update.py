@@ -1246,3 +1246,140 @@ def test_attribute_order_and_length_form_do_not_matter(backend, case, data):
     assert b1.problems == [] and b2.problems == []
     assert b2.attr_data == b1.attr_data == bl and b2.attr_index == b1.attr_index
     assert b2.v4 == b1.v4 and b2.v6 == b1.v6
+
+
+# ---------------------------------------------------------------------------------------
+# pure backend: its fast path (update_py._Decoder.fast) is an optimisation only
+# ---------------------------------------------------------------------------------------
+from rserver.codec import update_py as _py                            # noqa: E402
+
+from .test_differential import (  # noqa: E402
+    asns,
+    contexts,
+    path_value,
+    prefix_bytes,
+    segments,
+    structured_mutation,
+    v4_prefixes,
+    v6_prefixes,
+    valid_message,
+)
+
+_DEC_STATE = ("v4", "v6", "attr_data", "attr_index", "n_sets", "eor", "problems")
+
+
+def _fast_and_general(m: bytes, ctx: CodecContext):
+    """Decode one UPDATE (header already accepted) with the fast path and with the
+    general path. Returns (fast path taken, fast decoder state, general state, reset)."""
+    fast, general = _py._Decoder(ctx), _py._Decoder(ctx)
+    took = fast.canon is not None and fast.fast(m, 0, len(m))
+    error = general.message(m, 0, len(m), 0)
+    return (took, tuple(getattr(fast, k) for k in _DEC_STATE),
+            tuple(getattr(general, k) for k in _DEC_STATE), error)
+
+
+@st.composite
+def _near_canonical(draw):
+    """(ctx, UPDATE) close to what the fast path takes: a 4-octet session, attributes in
+    type order with their canonical flags, now and then a bad value, a martian next hop,
+    AS 0, an Extended Length bit or a Partial bit, or one structured mutation."""
+    ctx = CodecContext(ebgp=draw(st.booleans()), addpath_rx=draw(st.integers(0, 3)),
+                       max_msg=65535)
+    ap4, ap6 = bool(ctx.addpath_rx & 1), bool(ctx.addpath_rx & 2)
+    rare = st.integers(0, 40).map(lambda k: k == 0)
+    out = []
+
+    def add(t, flags, value):
+        if draw(rare):
+            flags |= draw(st.sampled_from([0x10, 0x20, 0x01]))
+        out.append(attr(flags | (0x10 if len(value) > 255 else 0), t, value))
+
+    kind = draw(st.sampled_from(["v4", "v4", "v6", "mp4"]))
+    add(1, 0x40, bytes((3 if draw(rare) else draw(st.integers(0, 2)),)))
+    path = draw(st.lists(asns(True), min_size=1, max_size=70))
+    if draw(rare):
+        path[-1] = 0                                   # AS 0 (RFC 7607)
+    add(2, 0x40, path_value(draw(segments(True)), 4) if draw(st.booleans()) else seg(2, *path))
+    if kind == "v4":
+        nh = draw(st.sampled_from([b"\xc0\x00\x02\x01", b"\x0a\x00\x00\x01", b"\x80\x01\x02\x03"]))
+        add(3, 0x40, draw(st.sampled_from([bytes(4), b"\x7f\x00\x00\x01", b"\xe0\x00\x00\x05"]))
+            if draw(rare) else nh)                     # martian (RFC 4271 §6.3)
+    optional = [
+        (4, 0x80, st.binary(min_size=4, max_size=4)),
+        (5, 0x40, st.binary(min_size=4, max_size=4)),
+        (6, 0x40, st.just(b"")),
+        (7, 0xC0, st.binary(min_size=8, max_size=8)),
+        (8, 0xC0, st.lists(st.sampled_from([b"\xfd\xe9\x00\x01", b"\xff\xff\x00\x00",
+                                            b"\xff\xff\x02\x9a", b"\x00\xff\xff\x00"]),
+                           min_size=1, max_size=70).map(b"".join)),
+        (9, 0x80, st.binary(min_size=4, max_size=4)),
+        (10, 0x80, st.sampled_from([4, 8, 5]).flatmap(lambda n: st.binary(min_size=n, max_size=n))),
+        (16, 0xC0, st.sampled_from([8, 16, 7]).flatmap(lambda n: st.binary(min_size=n, max_size=n))),
+        (32, 0xC0, st.sampled_from([12, 24, 0]).flatmap(lambda n: st.binary(min_size=n, max_size=n))),
+        (35, 0xC0, st.binary(min_size=4, max_size=4)),
+        (99, 0xE0, st.binary(max_size=300)),
+    ]
+    for t, flags, values in optional:
+        if kind != "v4" and t == 16:
+            afi = 2 if kind == "v6" else 1
+            nhl = draw(st.sampled_from([16, 16, 32] if afi == 2 else [16, 32, 4]))
+            nlri = (draw(v6_prefixes(ap6) if afi == 2 else v4_prefixes(ap4))
+                    or prefix_bytes(24, b"\x0a\x00\x00\x00", 7 if ctx.addpath_rx & afi else None))
+            add(14, 0x80, struct.pack(">HBB", afi, 1, nhl) + bytes(nhl) + b"\0" + nlri)
+        if draw(st.integers(0, 2)) == 0:
+            add(t, flags, draw(values))
+    withdrawn = draw(v4_prefixes(ap4, 3)) if draw(st.booleans()) else b""
+    nlri = (draw(v4_prefixes(ap4, 8)) or P24) if kind == "v4" else b""
+    m = update(withdrawn=withdrawn, attrs=b"".join(out), nlri=nlri)
+    if draw(rare):
+        m = draw(structured_mutation(m))
+    return ctx, m
+
+
+@settings(max_examples=400, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data())
+def test_pure_fast_path_agrees_with_general_path(data):
+    """Whatever the fast path takes, it decodes exactly like the general path (no
+    problem, same columns and attribute sets); whatever it declines, it leaves untouched."""
+    if data.draw(st.booleans()):
+        ctx, m = data.draw(_near_canonical())
+    else:
+        ctx = data.draw(contexts)
+        m = data.draw(valid_message(ctx))
+        if data.draw(st.booleans()):
+            m = data.draw(structured_mutation(m))
+    assume(len(m) >= 23)
+    took, fast_state, general_state, error = _fast_and_general(m, ctx)
+    if took:
+        assert error is None and fast_state == general_state
+    else:
+        fresh = _py._Decoder(ctx)
+        assert fast_state == tuple(getattr(fresh, k) for k in _DEC_STATE)
+
+
+MED_7 = attr(0x80, 4, b"\x00\x00\x00\x07")
+COMM = attr(0xC0, 8, b"\xfd\xe9\x00\x01\xff\xff\x00\x00")         # 65001:1, GRACEFUL_SHUTDOWN
+LCOMM = attr(0xC0, 32, bytes(range(12)))
+MP6 = attr(0x90, 14, b"\x00\x02\x01\x10" + bytes(15) + b"\x01" + b"\x00"
+           + b"\x30\x20\x01\x0d\xb8\x00\x01")                      # 2001:db8:1::/48
+
+
+@pytest.mark.parametrize("m, ctx, taken", [
+    (update(attrs=BASE, nlri=P24), CTX, True),
+    (update(withdrawn=P24, attrs=BASE + MED_7 + COMM + LCOMM, nlri=P24 + P24), CTX, True),
+    (update(attrs=ORIGIN_IGP + ASP_65001 + COMM + MP6 + LCOMM), CTX, True),
+    (update(attrs=BASE + attr(0x40, 5, bytes(4)), nlri=P24), IBGP, True),
+    (update(attrs=BASE + attr(0x40, 5, bytes(4)), nlri=P24), CTX, False),      # [C5] dropped
+    (update(attrs=BASE, nlri=P24), CTX2, False),                                # 2-octet peer
+    (update(attrs=ASP_65001 + ORIGIN_IGP + NH_192_0_2_1, nlri=P24), CTX, False),  # order
+    (update(attrs=attr(0x50, 1, b"\x00") + ASP_65001 + NH_192_0_2_1, nlri=P24), CTX, False),
+    (update(attrs=BASE + attr(0xE0, 8, b"\xfd\xe9\x00\x01"), nlri=P24), CTX, False),  # Partial
+    (update(attrs=BASE + MP6), CTX, False),                                     # [C7]
+    (update(attrs=BASE, nlri=b"\x21\x0a\x00\x00\x00\x00"), CTX, False),         # /33
+])
+def test_pure_fast_path_takes_the_common_layouts(m, ctx, taken):
+    took, fast_state, general_state, error = _fast_and_general(m, ctx)
+    assert took is taken
+    if took:
+        assert error is None and fast_state == general_state and general_state[4] == 1
