@@ -150,8 +150,16 @@ class RawPeer:
         self.r, self.w = reader, writer
 
     @classmethod
-    async def connect(cls, src: str, port: int, dst: str = "127.0.0.1") -> "RawPeer":
-        r, w = await asyncio.open_connection(dst, port, local_addr=(src, 0))
+    async def connect(cls, src: str, port: int, dst: str = "127.0.0.1", ttl: Optional[int] = None) -> "RawPeer":
+        if ttl is None:
+            r, w = await asyncio.open_connection(dst, port, local_addr=(src, 0))
+            return cls(r, w)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        s.bind((src, 0))
+        s.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(s, (dst, port))
+        r, w = await asyncio.open_connection(sock=s)
         return cls(r, w)
 
     async def send(self, data: bytes):
@@ -318,6 +326,34 @@ def test_update_in_openconfirm_gets_5_2():
             await peer.send(EOR_V4)                     # an UPDATE before our KEEPALIVE was answered
             assert await peer.read_msg() == notification(5, 2)
             assert await peer.eof()
+        finally:
+            peer.close()
+            await stop_all(r)
+            await listener.close()
+    run(main())
+
+
+@pytest.mark.parametrize("ttl,passes", [(255, True), (64, False)], ids=["ttl255", "ttl64"])
+def test_gtsm_on_accepted_connection(ttl, passes):
+    """RFC 5082: with ttl_security the kernel drops what arrives with TTL < 255 after accept."""
+    async def main():
+        listener = Listener().start()
+        addr = "127.0.1.62" if passes else "127.0.1.63"
+        r = PeerRunner(nconf(addr, 65001, ttl_security=True), gconf())
+        listener.runners[addr] = r
+        r.start()
+        peer = await RawPeer.connect(addr, listener.port, ttl=ttl)
+        try:
+            await peer.read_msg()                       # our OPEN (sent with TTL 255)
+            await peer.send(peer_open())
+            if passes:
+                assert await peer.read_msg() == KEEPALIVE
+                assert r.fsm.state == State.OPEN_CONFIRM
+            else:
+                # every segment of the peer's OPEN is dropped below TTL 255: nothing reaches us
+                with pytest.raises(TimeoutError):
+                    await peer.read_msg(timeout=1.5)
+                assert r.fsm.state == State.OPEN_SENT
         finally:
             peer.close()
             await stop_all(r)
