@@ -421,8 +421,9 @@ class BgpPeer:
     """A scripted BGP speaker: connects, sends OPEN + KEEPALIVE, reads until rserver's
     OPEN and KEEPALIVE have arrived (Established from its point of view)."""
 
-    def __init__(self, src: str, port: int, asn: int):
-        self.src, self.port, self.asn = src, port, asn
+    def __init__(self, src: str, port: int, asn: int, dst: str = "127.0.0.1", bgp_id: str = ""):
+        self.src, self.port, self.asn, self.dst = src, port, asn, dst
+        self.bgp_id = bgp_id or src
         self.sock: socket.socket | None = None
 
     def establish(self, timeout: float = BOUND) -> None:
@@ -440,12 +441,12 @@ class BgpPeer:
                 time.sleep(0.2)
 
     def _try(self) -> None:
-        s = socket.socket()
+        s = socket.socket(socket.AF_INET6 if ":" in self.src else socket.AF_INET)
         self.sock = s
         s.settimeout(3.0)
         s.bind((self.src, 0))
-        s.connect(("127.0.0.1", self.port))
-        s.sendall(_open_msg(self.asn, self.src) + KEEPALIVE)
+        s.connect((self.dst, self.port))
+        s.sendall(_open_msg(self.asn, self.bgp_id) + KEEPALIVE)
         got: list[int] = []
         buf = b""
         while 4 not in got:
@@ -511,6 +512,43 @@ def test_real_worker_killed_is_restarted_and_other_session_stays_up(tmp_path, su
     finally:
         a.close()
         b.close()
+    assert sup.stop() == 0
+    assert children(sup.pid) == []
+
+
+def test_ipv6_and_ipv4_listeners_both_establish(tmp_path, supervisor):
+    pytest.importorskip("rserver.session.worker")
+    port = free_port()
+    text = f"""
+[global]
+local_as = 64500
+router_id = "127.0.0.1"
+listen = ["127.0.0.1", "::1"]
+port = {port}
+run_dir = "{tmp_path / 'run'}"
+
+[[neighbor]]
+address = "127.0.1.1"
+as = 64501
+
+[[neighbor]]
+address = "::1"
+as = 64502
+"""
+    cfg = loads(text, "v6.toml")
+    sup = supervisor(cfg, worker_main=None)
+    sup.workers(2)
+    v4 = BgpPeer("127.0.1.1", port, 64501)
+    v6 = BgpPeer("::1", port, 64502, dst="::1", bgp_id="10.9.9.9")
+    try:
+        v4.establish()
+        v6.establish()
+        wait_for(lambda: sup.log().count("-> established") >= 2, "both sessions established (supervisor log)")
+        assert "neighbor=::1" in sup.log()
+        assert v4.is_open() and v6.is_open()
+    finally:
+        v4.close()
+        v6.close()
     assert sup.stop() == 0
     assert children(sup.pid) == []
 
