@@ -13,6 +13,7 @@ extensions = [
         ["ext/_cupdate.pyx"],
         extra_compile_args=["-O3"],
     ),
+    Extension("rserver.rib._tables", ["ext/_rib.pyx"], extra_compile_args=["-O3"]),
 ]
 
 setup(
