@@ -31,5 +31,6 @@ $PY -m pip install -q --upgrade pip setuptools wheel
 $PY -m pip install -q -e '.[test]'
 # pyenv installs console scripts behind shims that only appear after a rehash
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
-# the compiled codec must have been built: fail loudly here rather than test only the pure one
-$PY -c "import rserver.codec._cupdate" || { echo "setup: the Cython codec did not build" >&2; exit 1; }
+# the compiled modules must have been built: fail loudly here rather than test only the pure codec
+$PY -c "import rserver.codec._cupdate" || { echo "setup: the Cython codec (ext/_cupdate.pyx) did not build" >&2; exit 1; }
+$PY -c "import rserver.rib._tables" || { echo "setup: the Cython RIB tables (ext/_rib.pyx) did not build" >&2; exit 1; }
