@@ -5,8 +5,9 @@ Two channels exist today:
 - supervisor <-> session worker: a unix SOCK_SEQPACKET pair per worker (channel.py); one
   packet = one msgpack-encoded message, with accepted TCP connections attached as SCM_RIGHTS
   file descriptors to ``Connection`` messages;
-- session workers <-> RIB process: ZeroMQ (coming with the RIB; route data travels as the
-  codec's packed columns, never as one object per prefix).
+- session workers <-> RIB process: ZeroMQ DEALER -> ROUTER (bus/transport.py); one message =
+  a msgpack header (a Struct below) + binary frames sent without copying (route data travels
+  as the codec's packed columns, never as one object per prefix).
 
 Each Struct is tagged with its class name, so a receiver decodes the union and dispatches on
 type; an unexpected type from a sender is logged and dropped, never fatal.
@@ -23,6 +24,8 @@ __all__ = [
     "Connection", "PeerAdd", "PeerRemove", "PeerChange", "PeerAdmin", "Shutdown", "StatusRequest",
     "WorkerReady", "PeerEvent", "PeerStatusReply", "ShutdownDone",
     "SupervisorToWorker", "WorkerToSupervisor",
+    "EXPORT_STREAM", "SessionUp", "SessionDown", "RouteBatch", "Ack", "Resend", "Resync", "Probe",
+    "ExportBatch", "Xoff", "Xon", "MaxPrefixExceeded", "WorkerToRib", "RibToWorker",
 ]
 
 
@@ -118,3 +121,134 @@ class ShutdownDone(_Msg):
 
 
 WorkerToSupervisor = Union[WorkerReady, PeerEvent, PeerStatusReply, ShutdownDone]
+
+
+# --- session worker <-> RIB (ZeroMQ, bus/transport.py) ---------------------------------------
+#
+# Reliable streams: route batches of one peer (worker -> RIB, stream id = peer_id) and export
+# batches to one worker (RIB -> worker, stream id = EXPORT_STREAM) carry (epoch, seq). ``seq``
+# starts at 1 in every epoch; a sender starts a new epoch (strictly larger, from time_ns) when
+# its process starts and whenever it must resync. Ack / Resend / Probe / Resync refer to a
+# stream by its id in ``peer_id``; the direction tells which stream (an Ack arriving at a
+# worker is for its route stream, an Ack arriving at the RIB for its export stream).
+
+EXPORT_STREAM = 0
+"""Stream id of the RIB -> worker export stream in Ack/Resend/Probe/Resync (peer ids start at 1)."""
+
+
+class SessionUp(_Msg):
+    """worker -> RIB: a session reached Established, with what was negotiated."""
+
+    peer_id: int
+    address: str
+    asn: int
+    bgp_id: int                             # the peer's BGP identifier as u32
+    as4: bool = True
+    addpath_rx: int = 0                     # ADDPATH_* bits (codec/layout.py)
+    addpath_tx: int = 0
+    families: list[tuple[int, int]] = []    # negotiated (afi, safi)
+    max_msg: int = 4096                     # 65535 with extended messages
+    gr_restart_time: int = 0                # RFC 4724 restart time the peer advertised, 0 = none
+    gr_families: list[tuple[int, int]] = []  # families whose forwarding state the peer preserves
+    route_refresh: bool = True              # the peer can be asked to resend (resync by refresh)
+
+
+class SessionDown(_Msg):
+    """worker -> RIB: a session left Established. ``graceful``: keep its routes as stale
+    (RFC 4724 helper) instead of withdrawing them at once."""
+
+    peer_id: int
+    reason: str = ""
+    graceful: bool = False
+
+
+class RouteBatch(_Msg):
+    """worker -> RIB: one decoded UpdateBatch of a peer; four frames follow, in this order:
+    attr_data, attr_index (ATTR_REC records), v4 records, v6 records. The counts let the
+    receiver check the frames before it touches them."""
+
+    peer_id: int
+    epoch: int
+    seq: int
+    messages: int                           # UPDATE messages the batch came from
+    n_attrsets: int                         # len(attr_index) // ATTR_REC_SIZE
+    n_v4: int                               # len(v4) // REC4_SIZE
+    n_v6: int                               # len(v6) // REC6_SIZE
+    attr_bytes: int                         # len(attr_data)
+    eor: list[tuple[int, int, int]] = []    # End-of-RIB markers, as in UpdateBatch.eor
+
+
+class Ack(_Msg):
+    """Cumulative: every batch of the stream up to ``seq`` (in ``epoch``) has been delivered."""
+
+    peer_id: int
+    epoch: int
+    seq: int
+
+
+class Resend(_Msg):
+    """Receiver -> sender: a gap; send again from ``from_seq`` on."""
+
+    peer_id: int
+    epoch: int
+    from_seq: int
+
+
+class Resync(_Msg):
+    """Sender -> receiver: the stream restarts at ``epoch`` (seq 1); what the old epochs carried
+    is superseded and the full state follows (the RIB marks the peer's routes stale until
+    End-of-RIB). Receiver -> sender (``epoch`` = the receiver's current one, or 0): please do so."""
+
+    peer_id: int
+    epoch: int = 0
+    reason: str = ""
+
+
+class Probe(_Msg):
+    """Sender -> receiver when acks stop coming: ``last_seq`` is the last batch sent. The receiver
+    answers with an Ack, and a Resend if it misses the tail (a lost last batch has no
+    successor to reveal the gap)."""
+
+    peer_id: int
+    epoch: int
+    last_seq: int
+
+
+class ExportBatch(_Msg):
+    """RIB -> worker: encoded UPDATE messages to write, as-is, to every listed peer; ``n_frames``
+    frames of UPDATE bytes follow (each a run of whole messages). One stream per worker."""
+
+    epoch: int
+    seq: int
+    peer_ids: list[int]                     # the members of the update group on that worker
+    afi: int
+    group_id: int = 0
+    messages: int = 0
+    n_frames: int = 1
+    nbytes: int = 0                         # total length of the frames
+
+
+class Xoff(_Msg):
+    """worker -> RIB: the export queue of ``peer_id`` is above its high watermark; stop
+    producing for its update group."""
+
+    peer_id: int
+
+
+class Xon(_Msg):
+    """worker -> RIB: the export queue of ``peer_id`` fell below its low watermark."""
+
+    peer_id: int
+
+
+class MaxPrefixExceeded(_Msg):
+    """RIB -> worker: ``peer_id`` sent more than its limit; the worker sends Cease 6/1 (RFC 4486)."""
+
+    peer_id: int
+    afi: int
+    limit: int
+    count: int
+
+
+WorkerToRib = Union[SessionUp, SessionDown, RouteBatch, Ack, Resend, Resync, Probe, Xoff, Xon]
+RibToWorker = Union[ExportBatch, Ack, Resend, Resync, Probe, MaxPrefixExceeded, Xoff, Xon]
