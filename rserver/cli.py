@@ -1,22 +1,30 @@
 """The ``rserver`` command line (click).
 
     rserver run -c FILE [--check] [--log-format human|json] [--log-level LEVEL]
+    rserver show summary [-j]                 \
+    rserver show neighbor X [-j]               |  over the control socket (docs/control.md):
+    rserver neighbor X up|down|clear|refresh   |  -s/--socket PATH, or -c FILE (its run_dir),
+            [--reason TEXT] [-j]               |  default ./run/rserver.sock, then
+    rserver monitor [-j]                      /   /run/rserver/rserver.sock
 
 ``run`` stays in the foreground until SIGTERM/SIGINT (docs/sessions.md). ``--check`` only
 validates the configuration: exit 0 with a one-line summary, or exit 2 with the error
 (``file: field: expectation``) on stderr. A bad configuration never starts anything.
-The group is meant to grow (show / neighbor / reload, over the control socket).
+The control verbs exit 0 on success, 1 when the server is not running (the message names
+the socket) or answers with an error (unknown neighbor, ...).
 """
 from __future__ import annotations
 
+import datetime
 import sys
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import click
 
 from .config import Config, ConfigError, load
 
-__all__ = ["main", "cli", "summary", "EXIT_CONFIG"]
+__all__ = ["main", "cli", "summary", "EXIT_CONFIG", "format_summary", "format_neighbor", "format_event",
+           "fmt_duration"]
 
 EXIT_CONFIG = 2
 
@@ -67,6 +75,209 @@ def run(config_path: str, check: bool, log_format: Optional[str], log_level: Opt
     configure(fmt, level)
     sup = Supervisor(cfg, log_format=fmt, log_level=level)
     sys.exit(sup.run())
+
+
+# --- control socket verbs ----------------------------------------------------------------------
+
+def _socket_options(f: Callable) -> Callable:
+    f = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                     help="Configuration file: use its run_dir/rserver.sock.")(f)
+    f = click.option("-s", "--socket", "socket_path", type=click.Path(), default=None,
+                     help="Control socket (default: ./run/rserver.sock, then /run/rserver/rserver.sock).")(f)
+    return f
+
+
+_json_option = click.option("-j", "--json", "as_json", is_flag=True,
+                            help="Print the reply's data as JSON (docs/control.md).")
+
+
+def _connect(socket_path: Optional[str], config_path: Optional[str]):
+    from .control.client import ControlClient, ControlError, find_socket
+    run_dir = _load_or_exit(config_path).global_.run_dir if config_path and not socket_path else None
+    path = find_socket(socket_path, run_dir)
+    try:
+        return ControlClient(path)
+    except ControlError as e:
+        click.echo(f"rserver: {e.message}", err=True)
+        sys.exit(1)
+
+
+def _call(socket_path: Optional[str], config_path: Optional[str], cmd: str, args: Optional[dict] = None) -> Any:
+    from .control.client import ControlError
+    with _connect(socket_path, config_path) as c:
+        try:
+            return c.request(cmd, args)
+        except ControlError as e:
+            click.echo(f"rserver: {e.message}" + ("" if e.code in ("not-running",) else f" ({e.code})"), err=True)
+            sys.exit(1)
+
+
+def _json(data: Any) -> None:
+    import msgspec
+    click.echo(msgspec.json.format(msgspec.json.encode(data), indent=2).decode())
+
+
+def fmt_duration(secs: Optional[float]) -> str:
+    """bgpctl style: HH:MM:SS under a day, then 1d02h03m, then 2w3d04h."""
+    if secs is None:
+        return "-"
+    s = int(secs)
+    if s < 86400:
+        return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    if s < 7 * 86400:
+        return f"{s // 86400}d{s % 86400 // 3600:02d}h{s % 3600 // 60:02d}m"
+    return f"{s // 604800}w{s % 604800 // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _n(v: Any) -> str:
+    return "-" if v is None else str(v)
+
+
+def format_summary(data: dict) -> str:
+    head = ("Neighbor", "AS", "Name", "State/Up-Down", "Reason", "MsgRcvd", "MsgSent", "PfxRcvd")
+    rows = []
+    for r in data.get("neighbors", []):
+        state = r.get("state") or "?"
+        t = r.get("uptime") if r.get("uptime") is not None else r.get("downtime")
+        updown = f"{state} {fmt_duration(t)}" if t is not None else state
+        if r.get("admin_up") is False:
+            updown += " (admin down)"
+        rows.append((r["address"], str(r.get("peer_as", "")), r.get("name") or "-", updown,
+                     r.get("last_transition_reason") or "-", _n(r.get("messages_received")),
+                     _n(r.get("messages_sent")), _n(r.get("prefixes_received"))))
+    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    right = {1, 5, 6, 7}
+    out = []
+    for row in [head] + rows:
+        out.append("  ".join(c.rjust(w) if i in right else c.ljust(w)
+                             for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+    return "\n".join(out)
+
+
+def _when(t: Optional[float]) -> str:
+    if t is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _notification(n: Optional[dict]) -> str:
+    if not n:
+        return "none"
+    text = f"{n.get('code')}/{n.get('subcode')} {n.get('name', '')} at {_when(n.get('time'))}"
+    if n.get("shutdown_message"):
+        text += f'\n    shutdown communication: "{n["shutdown_message"]}"'
+    elif n.get("data"):
+        text += f"\n    data: {n['data']}"
+    return text
+
+
+def format_neighbor(d: dict) -> str:
+    lines = [f"BGP neighbor {d.get('address')}, remote AS {d.get('peer_as')}"
+             + (f", name {d['name']}" if d.get("name") else "")]
+    if d.get("description"):
+        lines.append(f"  Description: {d['description']}")
+    lines.append(f"  State: {d.get('state')}" + ("" if d.get("admin_up", True) else " (administratively down)")
+                 + (", passive" if d.get("passive") else ""))
+    if d.get("uptime") is not None:
+        lines.append(f"  Up for {fmt_duration(d['uptime'])}")
+    elif d.get("downtime") is not None:
+        lines.append(f"  Down for {fmt_duration(d['downtime'])}")
+    lines.append(f"  Last transition: {d.get('last_transition_reason') or '-'} at {_when(d.get('last_transition_time'))}")
+    if d.get("last_down_reason"):
+        lines.append(f"  Last session down: {d['last_down_reason']}")
+    lines.append(f"  Established {d.get('established_count', 0)} time(s), connect retries "
+                 f"{d.get('connect_retry_counter', 0)}")
+    conn = d.get("connection")
+    if conn:
+        lines.append("  Connection: " + ", ".join(f"{k} {v}" for k, v in conn.items() if v is not None))
+    lines += ["", "  Timers:",
+              f"    hold time {_n(d.get('hold_time'))} (configured {_n(d.get('configured_hold_time'))}), "
+              f"keepalive {_n(d.get('keepalive_time'))}"]
+    neg = d.get("negotiated")
+    lines += ["", "  Negotiated capabilities:"]
+    if neg:
+        for k, v in neg.items():
+            if k in ("peer_id", "local_id") and isinstance(v, int):
+                v = ".".join(str(v >> s & 255) for s in (24, 16, 8, 0))
+            lines.append(f"    {k}: {v}")
+    else:
+        lines.append("    none (no session)")
+    lines += ["", "  Messages:            sent  received"]
+    sent, rcvd = d.get("messages_sent") or {}, d.get("messages_received") or {}
+    for k in list(dict.fromkeys(list(sent) + list(rcvd))):
+        lines.append(f"    {k:<15} {sent.get(k, 0):>8}  {rcvd.get(k, 0):>8}")
+    lines.append(f"    {'total':<15} {sum(sent.values()):>8}  {sum(rcvd.values()):>8}")
+    lines += ["", "  Routes:",
+              f"    prefixes received {_n(d.get('prefixes_received'))}, withdrawn "
+              f"{_n(d.get('prefixes_withdrawn'))}, updates {_n(d.get('updates_received'))}, "
+              f"update problems {_n(d.get('update_problems'))}",
+              f"    end-of-rib {d.get('end_of_rib') or '-'}, route refresh received "
+              f"{_n(d.get('route_refresh_received'))}",
+              "", "  Last notification sent: " + _notification(d.get("last_notification_sent")),
+              "  Last notification received: " + _notification(d.get("last_notification_received"))]
+    return "\n".join(lines)
+
+
+def format_event(e: dict) -> str:
+    d = e.get("data") or {}
+    name = f" ({d['name']})" if d.get("name") else ""
+    return (f"{_when(d.get('time'))} {d.get('address')}{name} {d.get('old_state')} -> "
+            f"{d.get('new_state')}" + (f" ({d['reason']})" if d.get("reason") else ""))
+
+
+@cli.group()
+def show() -> None:
+    """Show the running server's state (over the control socket)."""
+
+
+@show.command("summary")
+@_socket_options
+@_json_option
+def show_summary(socket_path: Optional[str], config_path: Optional[str], as_json: bool) -> None:
+    """One line per neighbor: state, up/down time, last reason, message and prefix counts."""
+    data = _call(socket_path, config_path, "summary")
+    _json(data) if as_json else click.echo(format_summary(data))
+
+
+@show.command("neighbor")
+@click.argument("neighbor")
+@_socket_options
+@_json_option
+def show_neighbor(neighbor: str, socket_path: Optional[str], config_path: Optional[str], as_json: bool) -> None:
+    """Everything about one neighbor (by address or name)."""
+    data = _call(socket_path, config_path, "neighbor", {"neighbor": neighbor})
+    _json(data) if as_json else click.echo(format_neighbor(data))
+
+
+@cli.command("neighbor")
+@click.argument("neighbor")
+@click.argument("op", type=click.Choice(["up", "down", "clear", "refresh"]))
+@click.option("--reason", default="", help="Shutdown communication (RFC 9003) sent with down/clear.")
+@_socket_options
+@_json_option
+def neighbor_cmd(neighbor: str, op: str, reason: str, socket_path: Optional[str],
+                 config_path: Optional[str], as_json: bool) -> None:
+    """Enable (up), disable (down: Cease 6/2), reset (clear: Cease 6/4) or refresh a neighbor."""
+    data = _call(socket_path, config_path, "neighbor-admin", {"neighbor": neighbor, "op": op, "reason": reason})
+    _json(data) if as_json else click.echo(f"{data['address']} {data['op']}: {data['done']}")
+
+
+@cli.command()
+@_socket_options
+@_json_option
+def monitor(socket_path: Optional[str], config_path: Optional[str], as_json: bool) -> None:
+    """Print every neighbor state change as it happens, until Ctrl-C."""
+    import msgspec
+    from .control.client import ControlError
+    with _connect(socket_path, config_path) as c:
+        try:
+            for ev in c.monitor():
+                click.echo(msgspec.json.encode(ev).decode() if as_json else format_event(ev))
+        except KeyboardInterrupt:
+            pass
+        except ControlError as e:
+            click.echo(f"rserver: {e.message}", err=True)
+            sys.exit(1)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from rserver.cli import cli
+from tests.supervisor.test_main import supervisor  # noqa: F401 - a fixture (control verbs below)
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "quickstart.toml"
@@ -106,3 +107,95 @@ def test_help_lists_run():
     assert r.exit_code == 0 and "run" in r.output
     r = CliRunner().invoke(cli, ["run", "--help"])
     assert "--check" in r.output and "--log-format" in r.output
+
+
+# --- the control verbs against a running server (real supervisor and workers) ----------------
+
+def test_control_verbs_against_a_running_server(tmp_path, supervisor):
+    import json
+    import signal
+
+    from tests.control.helpers import read_notification
+    from tests.supervisor.test_main import PEERS, BgpPeer, make_config, wait_for
+
+    pytest.importorskip("rserver.session.worker")
+    cfg = make_config(tmp_path, 2)
+    sup = supervisor(cfg, worker_main=None)
+    sup.workers(2)
+    sock = str(sup.run_dir / "rserver.sock")
+    wait_for(lambda: os.path.exists(sock), "the control socket")
+
+    def cli_ok(*args) -> str:
+        r = CliRunner().invoke(cli, list(args))
+        assert r.exit_code == 0, (args, r.output, r.stderr)
+        return r.stdout
+
+    a = BgpPeer(PEERS[0], sup.port, 64501)
+    mon = None
+    try:
+        a.establish()
+        def established():
+            d = json.loads(cli_ok("show", "summary", "-j", "-s", sock))
+            return d if d["neighbors"][0]["state"] == "established" else None
+        d = wait_for(established, "show summary -j: established")
+        assert [n["address"] for n in d["neighbors"]] == PEERS[:2]
+        assert d["neighbors"][1]["state"] in ("active", "idle", "connect")
+
+        table = cli_ok("show", "summary", "-c", cfg.source).splitlines()   # -c: run_dir's socket
+        assert table[0].split() == ["Neighbor", "AS", "Name", "State/Up-Down", "Reason", "MsgRcvd",
+                                    "MsgSent", "PfxRcvd"]
+        assert table[1].startswith(PEERS[0]) and "established" in table[1] and " 64501 " in table[1]
+        assert table[2].startswith(PEERS[1])
+        assert len({len(table[0]) >= len(x) for x in table}) == 1      # aligned columns
+
+        n = json.loads(cli_ok("show", "neighbor", PEERS[0], "-j", "-s", sock))
+        assert n["address"] == PEERS[0] and n["state"] == "established" and n["hold_time"] == 90
+        assert n["negotiated"] is not None
+        text = cli_ok("show", "neighbor", PEERS[0], "-s", sock)
+        assert f"BGP neighbor {PEERS[0]}, remote AS 64501" in text
+        assert "Negotiated capabilities" in text and "Last notification sent: none" in text
+
+        mon = subprocess.Popen([sys.executable, "-m", "rserver", "monitor", "-j", "-s", sock],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+        wait_for(lambda: f"control client monitoring  client_pid={mon.pid}" in sup.log(),
+                 "the monitor subprocess to subscribe")
+
+        out = json.loads(cli_ok("neighbor", PEERS[0], "down", "--reason", "maintenance", "-j", "-s", sock))
+        assert out["op"] == "down" and out["reason"] == "maintenance" and "6/2" in out["done"]
+        assert read_notification(a.sock)[:2] == (6, 2)
+        line = json.loads(mon.stdout.readline())
+        assert line["event"] == "peer-state" and line["data"]["address"] == PEERS[0]
+        assert line["data"]["old_state"] == "established" and line["data"]["new_state"] == "idle"
+        assert line["data"]["reason"] == "admin down"
+        a.close()
+        wait_for(lambda: "maintenance" in cli_ok("show", "neighbor", PEERS[0], "-s", sock),
+                 "the shutdown communication in show neighbor")
+        assert "up" in cli_ok("neighbor", PEERS[0], "up", "-s", sock)
+
+        mon.send_signal(signal.SIGINT)                  # Ctrl-C
+        mon.wait(10)
+        assert "Traceback" not in mon.stderr.read()
+
+        r = CliRunner().invoke(cli, ["show", "neighbor", "nobody", "-s", sock])
+        assert r.exit_code == 1 and "nobody" in r.stderr and "unknown-neighbor" in r.stderr
+        r = CliRunner().invoke(cli, ["neighbor", "nobody", "down", "-s", sock])
+        assert r.exit_code == 1 and "nobody" in r.stderr
+    finally:
+        a.close()
+        if mon is not None and mon.poll() is None:
+            mon.kill()
+            mon.wait(5)
+    assert sup.stop() == 0
+    r = CliRunner().invoke(cli, ["show", "summary", "-s", sock])
+    assert r.exit_code == 1 and sock in r.stderr and "not running" in r.stderr
+
+
+def test_control_verbs_without_a_server(tmp_path):
+    missing = str(tmp_path / "none.sock")
+    for args in (["show", "summary"], ["show", "neighbor", "x"], ["neighbor", "x", "up"], ["monitor"]):
+        r = CliRunner().invoke(cli, args + ["-s", missing])
+        assert r.exit_code == 1, args
+        assert missing in r.stderr and "not running" in r.stderr and "Traceback" not in r.stderr
+    p = _write(tmp_path, GOOD.format(run=tmp_path / "run"))
+    r = CliRunner().invoke(cli, ["show", "summary", "-c", str(p)])
+    assert r.exit_code == 1 and str(tmp_path / "run" / "rserver.sock") in r.stderr

@@ -32,19 +32,21 @@ from typing import Any, Callable, Optional
 
 from ..bus import channel
 from ..bus.messages import (
-    Connection, PeerAdd, PeerEvent, PeerStatusReply, Shutdown, ShutdownDone, StatusRequest,
+    Connection, PeerAdd, PeerAdmin, PeerEvent, PeerStatusReply, Shutdown, ShutdownDone, StatusRequest,
     WorkerReady,
 )
 from ..config import Config, NeighborConfig
+from ..control.server import SOCKET_NAME, ControlServer
 from ..log import Log, get_logger
 from ..session.sockopts import normalize_addr
 from .dispatcher import Dispatcher
 
-__all__ = ["Supervisor", "WorkerMain", "assign_workers", "Backoff", "PID_FILE"]
+__all__ = ["Supervisor", "WorkerMain", "assign_workers", "Backoff", "PID_FILE", "CONTROL_SOCKET"]
 
 WorkerMain = Callable[..., None]
 
 PID_FILE = "rserver.pid"
+CONTROL_SOCKET = SOCKET_NAME    # run_dir/rserver.sock (docs/control.md)
 SHUTDOWN_TIMEOUT = 5.0          # seconds to wait for ShutdownDone from every worker
 REAP_TIMEOUT = 5.0              # seconds to wait for a killed child to be reaped
 BACKOFF_INITIAL = 1.0
@@ -133,6 +135,8 @@ class Supervisor:
         self.shutdown_timeout = shutdown_timeout
         self.run_dir = Path(config.global_.run_dir)
         self.pid_file = self.run_dir / PID_FILE
+        self.control_path = self.run_dir / CONTROL_SOCKET
+        self.control: Optional[ControlServer] = None
         self.workers = [_Worker(i, ns) for i, ns in enumerate(
             assign_workers(config.neighbors, config.global_.session_workers))]
         for w in self.workers:
@@ -163,6 +167,17 @@ class Supervisor:
         if self._stop is not None and not self._stop.is_set():
             self._stop_reason = reason
             self._stop.set()
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutting_down
+
+    def admin(self, address: str, op: str, reason: str = "") -> bool:
+        """Send PeerAdmin to the worker owning ``address``; False if it is not running."""
+        w = self._owner.get(normalize_addr(address))
+        if w is None or w.chan is None or self._shutting_down:
+            return False
+        return self._send(w, PeerAdmin(address=address, op=op, reason=reason))
 
     def worker_pids(self) -> list[int]:
         return [w.pid for w in self.workers if w.pid is not None]
@@ -212,6 +227,16 @@ class Supervisor:
         for n in self.config.neighbors:
             if n.md5_password:
                 self.dispatcher.set_md5(n.address, n.md5_password)
+        self.control = ControlServer(self, self.control_path, log=get_logger("control"))
+        try:
+            await self.control.start()
+        except OSError as e:
+            self.log.error(f"cannot create the control socket {self.control_path}: {e}")
+            self.control = None
+            self.dispatcher.close()
+            self._remove_files()
+            return 1
+        self.register_run_file(self.control_path)
 
         for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
             loop.add_signal_handler(sig, self.request_stop, f"route server shutting down ({name})")
@@ -240,6 +265,8 @@ class Supervisor:
                     pass
             self.log.info(f"shutting down: {self._stop_reason or 'stop requested'}")
             await self._shutdown_workers(self._stop_reason or "route server shutting down")
+            if self.control is not None:                 # after the workers: monitors see them go
+                await self.control.close()
             self.dispatcher.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -307,6 +334,8 @@ class Supervisor:
             self._pid_fd = None
         for s in self.dispatcher.sockets:
             s.close()
+        if self.control is not None:
+            self.control.close_in_child()
         for w in self.workers:
             if w is not me:
                 w.close_chan()
@@ -373,6 +402,8 @@ class Supervisor:
                                  worker=w.index, neighbor=msg.address)
                 return
             self.peer_state[msg.address] = msg
+            if self.control is not None:
+                self.control.publish(msg)
             self.log.info(f"peer {msg.old_state} -> {msg.new_state}", neighbor=msg.address,
                           neighbor_name=msg.name, fsm_state=msg.new_state, reason=msg.reason or None,
                           worker=w.index)
@@ -439,6 +470,8 @@ class Supervisor:
                 self.peer_state[a] = PeerEvent(address=a, name=ev.name, old_state=ev.new_state,
                                                new_state="idle", reason="worker exited",
                                                time=time.time())
+                if self.control is not None:
+                    self.control.publish(self.peer_state[a])
         if self._shutting_down:
             self.log.debug(f"worker exited ({how})", worker=w.index, pid=pid)
             return

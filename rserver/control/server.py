@@ -1,0 +1,355 @@
+"""The control socket server, run by the supervisor's asyncio loop (docs/control.md).
+
+``run_dir/rserver.sock``, mode 0660, newline-delimited JSON (protocol.py). Every client has
+its own reader task and is served one request at a time; replies are written without ever
+waiting for the client (``transport.write``, never ``drain``): when a client's unsent output
+exceeds ``max_output`` bytes it is dropped, so a slow, stuck or vanished client — a monitor
+that does not read included — never blocks the supervisor or the other clients. Status
+collection from the workers is bounded by ``status_timeout``, every request by
+``request_timeout``. A bad request gets an error reply, never an exception out of here.
+
+The ``backend`` is the Supervisor; what is used of it: ``config``, ``peer_state``,
+``shutting_down``, ``await status(address, timeout)`` and ``admin(address, op, reason)``.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+from pathlib import Path
+from typing import Any, Optional
+
+from ..bus.messages import PeerEvent
+from ..log import Log, get_logger
+from ..session.sockopts import normalize_addr
+from .protocol import (
+    MAX_LINE, PROTOCOL_VERSION, Error, Event, NeighborAdminArgs, NeighborArgs, PeerStateEvent,
+    ProtocolError, Reply, decode_request, encode,
+)
+
+__all__ = ["ControlServer", "SOCKET_NAME", "SOCKET_MODE", "MAX_OUTPUT", "MAX_CLIENTS"]
+
+SOCKET_NAME = "rserver.sock"
+SOCKET_MODE = 0o660
+MAX_OUTPUT = 1 << 20            # bytes of unsent output per client before it is dropped
+MAX_CLIENTS = 128               # concurrent connections; more are told "busy" and closed
+STATUS_TIMEOUT = 2.0            # seconds to wait for the workers' status replies
+REQUEST_TIMEOUT = 5.0           # seconds for any one request
+SHUTDOWN_TEXT_MAX = 255         # RFC 9003 §2: the length octet
+
+
+def _done_text(op: str, reason: str) -> str:
+    said = f' with shutdown communication "{reason}"' if reason else ""
+    return {
+        "up": "enabled (ManualStart): the session is being started",
+        "down": f"disabled (ManualStop): Cease 6/2 Administrative Shutdown{said} if a session was up; "
+                "the neighbor stays down until 'up'",
+        "clear": f"reset: Cease 6/4 Administrative Reset{said} if a session was up, then started again",
+        "refresh": "ROUTE-REFRESH requested for every negotiated family",
+    }[op]
+
+
+def _total(counts: Any) -> Optional[int]:
+    return sum(counts.values()) if isinstance(counts, dict) else None
+
+
+class _Client:
+    __slots__ = ("reader", "writer", "transport", "monitoring", "closed", "peer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader = reader
+        self.writer = writer
+        self.transport = writer.transport
+        self.monitoring = False
+        self.closed = False
+        cred = None
+        try:
+            sock = writer.get_extra_info("socket")
+            cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12) if sock else None
+        except OSError:
+            pass
+        self.peer = int.from_bytes(cred[:4], "little") if cred else None   # the client's pid
+
+
+class ControlServer:
+    def __init__(self, backend: Any, path: Path | str, *, log: Optional[Log] = None,
+                 max_output: int = MAX_OUTPUT, max_clients: int = MAX_CLIENTS,
+                 status_timeout: float = STATUS_TIMEOUT, request_timeout: float = REQUEST_TIMEOUT):
+        self.backend = backend
+        self.path = Path(path)
+        self.log = log or get_logger("control")
+        self.max_output = max_output
+        self.max_clients = max_clients
+        self.status_timeout = status_timeout
+        self.request_timeout = request_timeout
+        self.clients: set[_Client] = set()
+        self._sock: Optional[socket.socket] = None
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._tasks: set[asyncio.Task] = set()
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind ``path`` (replacing a stale socket file left by a crashed run: the caller
+        holds the run directory's pid lock, so nothing live can own it), mode 0660, and serve."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISSOCK(st.st_mode):
+                raise OSError(f"{self.path} exists and is not a socket; not replacing it")
+            self.log.info(f"removing stale control socket {self.path}")
+            os.unlink(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o117)                       # never world-accessible, not even briefly
+        try:
+            sock.bind(str(self.path))
+        except OSError:
+            sock.close()
+            raise
+        finally:
+            os.umask(old)
+        os.chmod(self.path, SOCKET_MODE)
+        sock.listen(64)
+        sock.setblocking(False)
+        self._sock = sock
+        self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE + 1)
+        self.log.info("control socket listening", path=str(self.path))
+
+    async def close(self) -> None:
+        """Stop serving, drop every client, remove the socket file."""
+        if self._server is not None:
+            self._server.close()
+        for c in list(self.clients):
+            self._drop(c)
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._server = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                self.log.warning(f"cannot remove {self.path}: {e}")
+
+    def close_in_child(self) -> None:
+        """In a freshly forked worker: close our copies of the listening and client sockets
+        (a worker holding them would keep a client's connection open after we close it)."""
+        socks = [self._sock] + [getattr(c.transport, "_sock", None) for c in self.clients]
+        for s in socks:
+            if isinstance(s, socket.socket):
+                s.close()           # the socket object, not just the fd: nothing closes it twice
+
+    # --- monitor ----------------------------------------------------------------------------
+
+    def publish(self, ev: PeerEvent) -> None:
+        """A PeerEvent for every monitoring client (never blocks; a full client is dropped)."""
+        if not any(c.monitoring for c in self.clients):
+            return
+        line = encode(Event(v=PROTOCOL_VERSION, event="peer-state", data=PeerStateEvent(
+            address=ev.address, name=ev.name, old_state=ev.old_state, new_state=ev.new_state,
+            reason=ev.reason, time=ev.time)))
+        for c in list(self.clients):
+            if c.monitoring:
+                self._write(c, line)
+
+    # --- connections ------------------------------------------------------------------------
+
+    def _write(self, c: _Client, data: bytes) -> None:
+        if c.closed or c.transport.is_closing():
+            return
+        c.transport.write(data)
+        if c.transport.get_write_buffer_size() > self.max_output:
+            self.log.warning(f"control client not reading ({c.transport.get_write_buffer_size()} bytes "
+                             f"unsent, limit {self.max_output}): dropped", client_pid=c.peer)
+            self._drop(c)
+
+    def _drop(self, c: _Client) -> None:
+        if not c.closed:
+            c.closed = True
+            c.transport.abort()
+        self.clients.discard(c)
+
+    def _reply(self, c: _Client, rid: Optional[int], data: Any = None, error: Optional[ProtocolError] = None) -> None:
+        if error is None:
+            msg = Reply(v=PROTOCOL_VERSION, id=rid, ok=True, data=data)
+        else:
+            msg = Reply(v=PROTOCOL_VERSION, id=rid, ok=False, error=Error(error.code, error.message))
+        self._write(c, encode(msg))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        c = _Client(reader, writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            if len(self.clients) >= self.max_clients:
+                self._reply(c, None, error=ProtocolError("busy", f"too many control clients "
+                                                         f"({self.max_clients}); try again"))
+                c.transport.close()
+                c.closed = True
+                return
+            self.clients.add(c)
+            await self._read_loop(c)
+        except (asyncio.CancelledError, ConnectionError):
+            pass
+        except Exception:                               # noqa: BLE001 - never kill the loop
+            self.log.exception("control client handler failed")
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+            if not c.closed:
+                c.closed = True
+                c.transport.close()
+            self.clients.discard(c)
+
+    async def _read_loop(self, c: _Client) -> None:
+        buf = bytearray()
+        skipping = False                                # inside an oversize line
+        while not c.closed:
+            chunk = await c.reader.read(65536)
+            if not chunk:
+                return
+            if c.monitoring:                            # streaming: input is ignored
+                continue
+            buf += chunk
+            while not c.closed and not c.monitoring:
+                nl = buf.find(b"\n")
+                if nl < 0:
+                    if len(buf) >= MAX_LINE:
+                        if not skipping:
+                            self._reply(c, None, error=ProtocolError(
+                                "line-too-long", f"request line longer than {MAX_LINE} bytes"))
+                        skipping = True
+                        buf.clear()
+                    break
+                line = bytes(buf[:nl])
+                del buf[:nl + 1]
+                if skipping:                            # the tail of an oversize line
+                    skipping = False
+                    continue
+                if len(line) + 1 > MAX_LINE:
+                    self._reply(c, None, error=ProtocolError(
+                        "line-too-long", f"request line longer than {MAX_LINE} bytes"))
+                    continue
+                if not line.strip():
+                    continue
+                await self._request(c, line)
+            if c.monitoring:
+                buf.clear()
+
+    async def _request(self, c: _Client, line: bytes) -> None:
+        rid = None
+        try:
+            req, args = decode_request(line)
+            rid = req.id
+            if getattr(self.backend, "shutting_down", False):
+                raise ProtocolError("shutting-down", "the route server is shutting down", rid)
+            try:
+                data = await asyncio.wait_for(self._dispatch(c, req.cmd, args), self.request_timeout)
+            except asyncio.TimeoutError:
+                raise ProtocolError("unavailable", f"{req.cmd}: no answer within "
+                                    f"{self.request_timeout:g}s", rid) from None
+        except ProtocolError as e:
+            self._reply(c, e.id if e.id is not None else rid, error=e)
+            return
+        except Exception as e:                          # noqa: BLE001
+            self.log.exception("control request failed")
+            self._reply(c, rid, error=ProtocolError("internal", f"{type(e).__name__}: {e}"))
+            return
+        self._reply(c, rid, data)
+        if req.cmd == "monitor":
+            c.monitoring = True
+            self.log.debug("control client monitoring", client_pid=c.peer)
+
+    # --- commands ---------------------------------------------------------------------------
+
+    async def _dispatch(self, c: _Client, cmd: str, args: Any) -> Any:
+        if cmd == "summary":
+            return await self._summary()
+        if cmd == "neighbor":
+            return await self._neighbor(args)
+        if cmd == "neighbor-admin":
+            return self._neighbor_admin(args)
+        if cmd == "monitor":
+            return {"events": ["peer-state"]}
+        raise ProtocolError("unknown-command", f"unknown command {cmd!r}")   # not reached
+
+    def _find(self, key: str):
+        n = self.backend.config.neighbor(key)
+        if n is None:
+            raise ProtocolError("unknown-neighbor", f"no neighbor with address or name {key!r}")
+        return n
+
+    async def _summary(self) -> dict:
+        peers = await self.backend.status(None, timeout=self.status_timeout)
+        by_addr = {}
+        for p in peers:
+            try:
+                by_addr[normalize_addr(p.get("address", ""))] = p
+            except ValueError:
+                pass
+        rows = []
+        for n in self.backend.config.neighbors:
+            addr = normalize_addr(n.address)
+            st = by_addr.get(addr)
+            ev = self.backend.peer_state.get(n.address)
+            if st is not None:
+                rows.append({
+                    "address": n.address, "name": n.name, "peer_as": n.asn,
+                    "state": st.get("state"), "admin_up": st.get("admin_up"),
+                    "uptime": st.get("uptime"), "downtime": st.get("downtime"),
+                    "last_transition_reason": st.get("last_transition_reason"),
+                    "last_transition_time": st.get("last_transition_time"),
+                    "prefixes_received": st.get("prefixes_received"),
+                    "messages_received": _total(st.get("messages_received")),
+                    "messages_sent": _total(st.get("messages_sent")),
+                    "status": "ok",
+                })
+            else:                                       # worker down or late: what we last heard
+                rows.append({
+                    "address": n.address, "name": n.name, "peer_as": n.asn,
+                    "state": ev.new_state if ev is not None else "unknown", "admin_up": None,
+                    "uptime": None, "downtime": None,
+                    "last_transition_reason": ev.reason if ev is not None else None,
+                    "last_transition_time": ev.time if ev is not None else None,
+                    "prefixes_received": None, "messages_received": None, "messages_sent": None,
+                    "status": "unavailable",
+                })
+        return {"neighbors": rows}
+
+    async def _neighbor(self, args: NeighborArgs) -> dict:
+        n = self._find(args.neighbor)
+        peers = await self.backend.status(n.address, timeout=self.status_timeout)
+        if not peers:
+            raise ProtocolError("unavailable", f"the worker of neighbor {n.address} is not running "
+                                "or did not answer in time")
+        return peers[0]
+
+    def _neighbor_admin(self, args: NeighborAdminArgs) -> dict:
+        n = self._find(args.neighbor)
+        reason = args.reason
+        if len(reason.encode()) > SHUTDOWN_TEXT_MAX:
+            raise ProtocolError("bad-args", f"reason is {len(reason.encode())} bytes of UTF-8; "
+                                f"RFC 9003 allows at most {SHUTDOWN_TEXT_MAX}")
+        ev = self.backend.peer_state.get(n.address)
+        state = ev.new_state if ev is not None else None
+        if args.op == "refresh" and state != "established":
+            raise ProtocolError("not-established", f"neighbor {n.address} is {state or 'not running'}: "
+                                "route refresh needs an Established session")
+        if not self.backend.admin(n.address, args.op, reason):
+            raise ProtocolError("unavailable", f"the worker of neighbor {n.address} is not running")
+        self.log.info(f"control: neighbor {args.op}" + (f' "{reason}"' if reason else ""),
+                      neighbor=n.address, neighbor_name=n.name)
+        return {"address": n.address, "name": n.name, "op": args.op, "reason": reason,
+                "state": state, "done": _done_text(args.op, reason)}
