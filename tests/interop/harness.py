@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
+
+from tests.procs import alive as pid_alive, children, free_port  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[2]
 RS_ADDR = "127.0.0.1"
@@ -50,14 +51,6 @@ def require_binary(name: str, package: str) -> str:
     return b
 
 
-def free_port(addr: str = "127.0.0.1") -> int:
-    s = socket.socket()
-    s.bind((addr, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def wait_until(pred: Callable[[], object], what: str, timeout: float = 20.0,
                interval: float = 0.2, diag: Optional[Callable[[], str]] = None):
     """Poll ``pred`` until it returns something true (returned) or fail after ``timeout``."""
@@ -75,28 +68,6 @@ def wait_until(pred: Callable[[], object], what: str, timeout: float = 20.0,
                     extra = f"\n(diagnostics failed: {e})"
             pytest.fail(f"timed out after {timeout:g}s waiting for {what}{extra}")
         time.sleep(interval)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                stat = Path(f"/proc/{d}/stat").read_text()
-            except OSError:
-                continue
-            f = stat[stat.rindex(")") + 2:].split()
-            if int(f[1]) == pid and f[0] != "Z":
-                out.append(int(d))
-    return sorted(out)
 
 
 def stop_process(proc: subprocess.Popen, bound: float = STOP_BOUND) -> Optional[int]:

@@ -23,6 +23,7 @@ from rserver.bus import channel
 from rserver.bus.messages import Connection, PeerAdd, PeerEvent, Shutdown, ShutdownDone, WorkerReady
 from rserver.config import loads
 from rserver.supervisor.main import Backoff, Supervisor, assign_workers
+from tests.procs import alive, children, free_port, kill_pid  # noqa: F401 - re-exported for other tests
 
 PEERS = ["127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4", "127.0.1.5"]
 STRANGER = "127.0.1.99"
@@ -30,14 +31,6 @@ BOUND = 10.0    # seconds: the bound on every wait in this file
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
 
 def make_config(tmp_path: Path, n: int, session_workers: int = 0, port: int = 0):
     port = port or free_port()
@@ -57,30 +50,6 @@ session_workers = {session_workers}
     return loads(text, str(path))
 
 
-def children(pid: int) -> list[int]:
-    """Live (non-zombie) child PIDs of ``pid``, read from /proc."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(d))
-    return sorted(out)
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
 def wait_for(pred, what: str, timeout: float = BOUND):
     end = time.monotonic() + timeout
     while True:
@@ -90,24 +59,6 @@ def wait_for(pred, what: str, timeout: float = BOUND):
         if time.monotonic() > end:
             pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(0.05)
-
-
-def kill_pid(pid: int) -> None:
-    """SIGTERM, then SIGKILL after a bound; reap if it is our child."""
-    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            break
-        end = time.monotonic() + grace
-        while alive(pid) and time.monotonic() < end:
-            time.sleep(0.02)
-        if not alive(pid):
-            break
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 class Peer:
@@ -356,7 +307,7 @@ def test_killed_worker_is_restarted_and_only_its_peer_notices(tmp_path, supervis
     a2 = sup.connect(PEERS[0])                       # the new worker got its PeerAdd again
     assert a2.line() == f"pid={new[0]} peer={PEERS[0]} peers={PEERS[0]}"
     log = sup.log()
-    assert f"worker exited (killed by signal 9)" in log and "restarting in 1s" in log
+    assert "worker exited (killed by signal 9)" in log and "restarting in 1s" in log
     a.close(), b.close(), a2.close()
     assert sup.stop() == 0
     assert children(sup.pid) == []
