@@ -155,6 +155,13 @@ def test_control_verbs_against_a_running_server(tmp_path, supervisor):
         assert f"BGP neighbor {PEERS[0]}, remote AS 64501" in text
         assert "Negotiated capabilities" in text and "Last notification sent: none" in text
 
+        metrics = cli_ok("show", "metrics", "-s", sock)
+        lab = f'neighbor="{PEERS[0]}",name="{PEERS[0]}",peer_as="64501"'
+        assert f"rserver_neighbor_state{{{lab}}} 6\n" in metrics
+        assert f'rserver_neighbor_messages_received_total{{{lab},type="open"}} 1\n' in metrics
+        mj = json.loads(cli_ok("show", "metrics", "-j", "-s", sock))
+        assert mj["content_type"].startswith("text/plain") and f"rserver_neighbor_state{{{lab}}} 6\n" in mj["text"]
+
         mon = subprocess.Popen([sys.executable, "-m", "rserver", "monitor", "-j", "-s", sock],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
         wait_for(lambda: f"control client monitoring  client_pid={mon.pid}" in sup.log(),

@@ -121,6 +121,7 @@ ARGS: dict[str, type] = {
     "neighbor": NeighborArgs,
     "neighbor-admin": NeighborAdminArgs,
     "monitor": NoArgs,
+    "metrics": NoArgs,
 }
 COMMANDS = tuple(ARGS)
 

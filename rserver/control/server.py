@@ -20,9 +20,11 @@ import stat
 from pathlib import Path
 from typing import Any, Optional
 
+from .. import __version__
 from ..bus.messages import PeerEvent
 from ..log import Log, get_logger
 from ..session.sockopts import normalize_addr
+from . import metrics
 from .protocol import (
     MAX_LINE, PROTOCOL_VERSION, Error, Event, NeighborAdminArgs, NeighborArgs, PeerStateEvent,
     ProtocolError, Reply, decode_request, encode,
@@ -283,6 +285,9 @@ class ControlServer:
             return self._neighbor_admin(args)
         if cmd == "monitor":
             return {"events": ["peer-state"]}
+        if cmd == "metrics":
+            rows = (await self._summary(detail=True))["neighbors"]
+            return {"content_type": metrics.CONTENT_TYPE, "text": metrics.render(rows, __version__)}
         raise ProtocolError("unknown-command", f"unknown command {cmd!r}")   # not reached
 
     def _find(self, key: str):
@@ -291,7 +296,7 @@ class ControlServer:
             raise ProtocolError("unknown-neighbor", f"no neighbor with address or name {key!r}")
         return n
 
-    async def _summary(self) -> dict:
+    async def _summary(self, detail: bool = False) -> dict:
         peers = await self.backend.status(None, timeout=self.status_timeout)
         by_addr = {}
         for p in peers:
@@ -316,6 +321,8 @@ class ControlServer:
                     "messages_sent": _total(st.get("messages_sent")),
                     "status": "ok",
                 })
+                if detail:
+                    rows[-1]["detail"] = st
             else:                                       # worker down or late: what we last heard
                 rows.append({
                     "address": n.address, "name": n.name, "peer_as": n.asn,
