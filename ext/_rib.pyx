@@ -78,10 +78,33 @@ entry (returns the count); a re-announcement clears it; ``sweep_stale()``
 removes the entries still stale (changes). ``lookup(record)`` takes a prefix
 record (attr_idx ignored) and returns the attr id or None. ``__len__`` counts
 entries (paths), ``count_prefixes()`` distinct (plen, addr) ignoring path ids.
+
+LocRib(afi, attrs, *, always_compare_med=False, missing_med_worst=False, default_local_pref=100)
+-----------------------------------------------------------------------------------------------
+Per prefix (plen, addr): the candidates (peer index, path id, attr id), the best and the
+second best (the best among candidates from a peer other than the best's: what the best's
+source peer is sent, RFC 7947 §2.3.2.1). The decision is exactly
+``rserver.rib.bestpath.select_best`` (steps 1-4, 7-9, set elimination for MED); the
+reference model is ``rserver/rib/locrib_py.py``. ``set_peer(idx, bgp_id, addr,
+peer_id=None)`` registers a source peer (steps 7-9). ``update(idx, changes)`` consumes
+that peer's AdjRibIn Changes and returns, per prefix whose (best, second) changed, in order
+of the prefix's first change (several changes of a prefix coalesced)::
+
+    offset   size  field
+    0        1     plen
+    1        4/16  addr
+    5/17     12    new best     peer u32 · path_id u32 · attr u32 (all 0xFF = none)
+    17/29    12    new second
+    29/41    12    old best
+    41/53    12    old second
+
+LOCCHG4_SIZE = 53, LOCCHG6_SIZE = 65; new best none = the prefix has no candidate left.
+``dump_best()``: ``plen · addr · best · second`` per prefix (BEST4_SIZE 29, BEST6_SIZE 41).
+See the class docstring for the rest of the API and docs/rib.md for the design.
 """
 from libc.string cimport memcpy, memset, memcmp
 from libc.stdlib cimport malloc, realloc, free, calloc, qsort
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint16_t, int32_t, uint32_t, uint64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 ctypedef unsigned char uchar
@@ -141,6 +164,7 @@ cdef extern from *:
     """
     uint64_t rs_mix64(uint64_t x) nogil
     uint32_t rs_ld32(const uchar* p) nogil
+    uint64_t rs_ld64(const uchar* p) nogil
     void rs_st32(uchar* p, uint32_t v) nogil
     uint64_t rs_hash_bytes(const uchar* p, size_t n) nogil
     uint64_t rs_key_hash(uint32_t path_id, uint32_t plen, const uchar* a, int alen) nogil
@@ -861,3 +885,739 @@ cdef class AdjRibIn:
     def memory_bytes(self):
         """malloc'd bytes of the hash table (capacity x 16 / 28)."""
         return self.t.cap * self.t.stride
+
+
+# ======================================================================================
+# LocRib
+# ======================================================================================
+# Layouts (see the LocRib class docstring and docs/rib.md):
+#   candidate / path triple: peer u32 · path_id u32 · attr u32 (12 bytes); "none" = all 0xFF
+#   effective change: plen u8 · addr 4/16 · new best · new second · old best · old second
+#   best record (dump_best): plen u8 · addr 4/16 · best · second
+LOCCHG4_SIZE = 53
+LOCCHG6_SIZE = 65
+BEST4_SIZE = 29
+BEST6_SIZE = 41
+NO_PEER = 0xFFFFFFFF
+MAX_PEERS = 1 << 20
+
+cdef enum:
+    C_NO_PEER = 0xFFFFFFFF
+    C_MAX_PEERS = 1 << 20
+    P_EMPTY = 0xFF          # PSlot.plen of an empty slot
+    LR_MIN = 16
+
+
+cdef struct Cand:           # 32 bytes; the decision fields are copied from the attr cache
+    uint64_t k123           # steps 1-3 as one key, lowest best: (~pref) << 24 | path_len << 8 | origin
+    uint32_t peer
+    uint32_t path_id
+    uint32_t attr
+    uint32_t med            # MED, or the missing-MED value (0 / 0xFFFFFFFF)
+    uint32_t first_as       # neighbour AS, 0 = unknown
+    uint32_t pad
+
+
+cdef struct DAttr:          # decision fields of one attr id, with the options applied
+    uint64_t k123
+    uint32_t med
+    uint32_t first_as
+    uint32_t refs           # candidates of this LocRib naming the id (cache valid while > 0)
+    uint32_t pad
+
+
+cdef struct PSlot:          # 48 bytes
+    Cand* c                 # malloc'd candidate vector (capacity: next power of two >= n, min 2)
+    uint32_t n
+    int32_t best            # index into c, -1 = none
+    int32_t second
+    uint32_t gen            # == LocRib.gen: on the dirty list of the running update, at didx
+    uint32_t didx
+    uint8_t plen            # P_EMPTY = empty slot
+    uint8_t pad[3]
+    uchar addr[16]
+
+
+cdef struct Trip:
+    uint32_t peer
+    uint32_t path_id
+    uint32_t attr
+
+
+cdef struct Dirty:
+    Trip ob                 # (best, second) before this update
+    Trip os
+    Trip nb                 # and after
+    Trip ns
+    uint8_t plen            # the key (slots move when empty ones are deleted at the end)
+    uint8_t empty           # no candidate left
+    uchar addr[16]
+
+
+cdef struct PeerInfo:
+    uint32_t bgp_id
+    uint32_t peer_id
+    uint32_t rank           # dense rank of (bgp_id, addr len, addr, peer_id) among peers
+    uint32_t ncand          # candidates this peer holds
+    uint8_t alen            # 0 = not registered
+    uchar addr[16]
+
+
+cdef inline uint64_t lr_hash(uint32_t plen, const uchar* a, int alen) noexcept nogil:
+    if alen == 4:
+        return rs_mix64((<uint64_t>rs_ld32(a) << 8) | plen)
+    return rs_mix64(rs_ld64(a) ^ rs_mix64(rs_ld64(a + 8) ^ plen))
+
+
+cdef inline size_t lr_probe_h(PSlot* t, size_t mask, uint64_t h, uint32_t plen, const uchar* a,
+                               int alen, bint* found) noexcept nogil:
+    cdef size_t i = h & mask
+    cdef PSlot* s
+    while True:
+        s = &t[i]
+        if s.plen == P_EMPTY:
+            found[0] = 0
+            return i
+        if s.plen == plen and memcmp(s.addr, a, alen) == 0:
+            found[0] = 1
+            return i
+        i = (i + 1) & mask
+
+
+cdef inline void put_trip(uchar* o, const Trip* c) noexcept nogil:
+    rs_st32(o, c.peer)
+    rs_st32(o + 4, c.path_id)
+    rs_st32(o + 8, c.attr)
+
+
+cdef inline Trip slot_trip(PSlot* s, int32_t k) noexcept nogil:
+    cdef Trip t
+    if k < 0:
+        t.peer = C_NO_PEER
+        t.path_id = 0xFFFFFFFF
+        t.attr = C_NO_ATTR
+    else:
+        t.peer = s.c[k].peer
+        t.path_id = s.c[k].path_id
+        t.attr = s.c[k].attr
+    return t
+
+
+cdef inline bint trip_eq(const Trip* a, const Trip* b) noexcept nogil:
+    return a.peer == b.peer and a.path_id == b.path_id and a.attr == b.attr
+
+
+def _cand_tuple(uint32_t peer, uint32_t path_id, uint32_t attr):
+    if attr == C_NO_ATTR:
+        return None
+    return (peer, path_id, attr)
+
+
+cdef class LocRib:
+    """Loc-RIB of one address family: (plen, addr) -> candidates, best and second best.
+
+    ``LocRib(afi, attrs, *, always_compare_med=False, missing_med_worst=False,
+    default_local_pref=100)``. ``set_peer(idx, bgp_id, addr, peer_id=None)`` registers
+    the source peer of index ``idx`` (< 2**20; ``addr`` 4 or 16 bytes; ``peer_id``
+    defaults to ``idx``) for decision steps 7-9; its fields cannot change while it holds
+    candidates. ``update(idx, changes)`` consumes AdjRibIn Changes of that peer
+    (``new u32 · path_id u32 · plen u8 · addr · old u32``; new = NO_ATTR removes the
+    candidate (peer, path_id) if present, anything else inserts or replaces it; ``old``
+    is not read) and returns the effective changes, one record per prefix whose
+    (best, second) pair changed, in order of the prefix's first change in the input::
+
+        plen u8 · addr 4/16 · new_best · new_second · old_best · old_second
+
+    each a path triple ``peer u32 · path_id u32 · attr u32`` (LE), all 0xFF = none
+    (LOCCHG4_SIZE 53, LOCCHG6_SIZE 65). Several changes of one prefix in one call are
+    coalesced (old = before the call, new = after). best = bestpath.select_best over the
+    candidates; second = select_best over the candidates whose peer index differs from
+    the best's (what the best's source peer gets, RFC 7947 §2.3.2.1).
+
+    ``best(key) -> (best, second)`` (each (peer, path_id, attr) or None), ``candidates(key)
+    -> [(peer, path_id, attr), ...]``, where key is (plen, addr bytes) or a prefix
+    record; ``dump_best()`` -> ``plen · addr · best · second`` per prefix (BEST4_SIZE 29,
+    BEST6_SIZE 41, table order); ``len()`` = prefixes with a candidate;
+    ``memory_bytes()``.
+
+    Protocol: call update() with every Changes column of an AdjRibIn of the same
+    AttrTable before ``AttrTable.collect()``: a candidate's attr id is kept alive by the
+    AdjRibIn entry, not by the LocRib. The decision fields of an attr id are cached when
+    its first candidate arrives (LocRib-local count 0 -> 1).
+    """
+
+    cdef readonly int afi
+    cdef readonly AttrTable attrs
+    cdef readonly bint always_compare_med
+    cdef readonly bint missing_med_worst
+    cdef readonly uint32_t default_local_pref
+    cdef int alen, maxlen, rs_chg, out_size, best_size
+    cdef PSlot* t
+    cdef size_t cap, mask, count
+    cdef DAttr* da
+    cdef uint32_t da_cap
+    cdef uint32_t gen
+    cdef PeerInfo* peers
+    cdef uint32_t peers_cap
+    cdef uint32_t* scr             # decision scratch: 2 x scr_cap indices
+    cdef uint32_t scr_cap
+    cdef size_t n_cands
+    cdef size_t cand_bytes
+
+    def __cinit__(self, int afi, AttrTable attrs not None, *, bint always_compare_med=False,
+                  bint missing_med_worst=False, uint32_t default_local_pref=100):
+        if afi not in (1, 2):
+            raise ValueError(f"afi must be 1 or 2, not {afi}")
+        self.afi = afi
+        self.attrs = attrs
+        self.always_compare_med = always_compare_med
+        self.missing_med_worst = missing_med_worst
+        self.default_local_pref = default_local_pref
+        self.alen = 4 if afi == 1 else 16
+        self.maxlen = 32 if afi == 1 else 128
+        self.rs_chg = 13 + self.alen
+        self.out_size = 1 + self.alen + 48
+        self.best_size = 1 + self.alen + 24
+        self.lr_init(LR_MIN)
+
+    def __dealloc__(self):
+        cdef size_t i
+        if self.t != NULL:
+            for i in range(self.cap):
+                if self.t[i].c != NULL:
+                    free(self.t[i].c)
+            free(self.t)
+        free(self.da)
+        free(self.peers)
+        free(self.scr)
+
+    # ---- hash table --------------------------------------------------------------------
+    cdef int lr_init(self, size_t cap) except -1:
+        cdef size_t i
+        self.t = <PSlot*>rs_table_alloc(cap * sizeof(PSlot))
+        if self.t == NULL:
+            raise MemoryError()
+        memset(self.t, 0, cap * sizeof(PSlot))
+        for i in range(cap):
+            self.t[i].plen = P_EMPTY
+        self.cap = cap
+        self.mask = cap - 1
+        return 0
+
+    cdef inline size_t probe(self, uint32_t plen, const uchar* a, bint* found) noexcept nogil:
+        return lr_probe_h(self.t, self.mask, lr_hash(plen, a, self.alen), plen, a, self.alen, found)
+
+    cdef int reserve(self, size_t n) except -1:
+        cdef size_t nc = self.cap, i, j, oc = self.cap
+        cdef PSlot* old = self.t
+        while n > nc * 7 // 10:
+            nc *= 2
+        if nc == self.cap:
+            return 0
+        self.lr_init(nc)
+        for i in range(oc):
+            if old[i].plen != P_EMPTY:
+                j = lr_hash(old[i].plen, old[i].addr, self.alen) & self.mask
+                while self.t[j].plen != P_EMPTY:
+                    j = (j + 1) & self.mask
+                self.t[j] = old[i]
+        free(old)
+        return 0
+
+    cdef void delete_at(self, size_t i) noexcept nogil:
+        cdef size_t j = i, k
+        cdef PSlot* e
+        while True:
+            j = (j + 1) & self.mask
+            e = &self.t[j]
+            if e.plen == P_EMPTY:
+                break
+            k = lr_hash(e.plen, e.addr, self.alen) & self.mask
+            if (i <= j and i < k and k <= j) or (i > j and (i < k or k <= j)):
+                continue
+            self.t[i] = e[0]
+            i = j
+        memset(&self.t[i], 0, sizeof(PSlot))
+        self.t[i].plen = P_EMPTY
+        self.count -= 1
+
+    # ---- attr cache ---------------------------------------------------------------------
+    cdef int da_reserve(self, uint32_t n) except -1:
+        cdef uint32_t nc = self.da_cap if self.da_cap else 1024
+        cdef DAttr* d
+        while nc < n:
+            nc *= 2
+        if nc == self.da_cap:
+            return 0
+        d = <DAttr*>realloc(self.da, nc * sizeof(DAttr))
+        if d == NULL:
+            raise MemoryError()
+        memset(d + self.da_cap, 0, (nc - self.da_cap) * sizeof(DAttr))
+        self.da = d
+        self.da_cap = nc
+        return 0
+
+    cdef inline void attr_ref(self, uint32_t aid, Cand* c) noexcept nogil:
+        """Take a reference to the cached decision fields of aid and copy them into c."""
+        cdef const uchar* rec
+        cdef uint32_t flags, pref = 0
+        cdef DAttr* d = &self.da[aid]
+        if d.refs == 0:
+            rec = self.attrs.slots[aid].mem
+            flags = rs_ld32(rec + 8)
+            # ATTR_REC: flags @8, origin @12, path_len @14, first_as @16, med @24, local_pref @28
+            if flags & 0x80:                    # AF_GSHUT: LOCAL_PREF 0 (RFC 8326 §4)
+                pref = 0
+            elif flags & 0x2:                   # AF_LOCAL_PREF
+                pref = rs_ld32(rec + 28)
+            else:
+                pref = self.default_local_pref
+            if flags & 0x1:                     # AF_MED
+                d.med = rs_ld32(rec + 24)
+            else:
+                d.med = 0xFFFFFFFF if self.missing_med_worst else 0
+            d.first_as = rs_ld32(rec + 16)
+            d.k123 = ((<uint64_t>(<uint32_t>0xFFFFFFFF - pref)) << 24) | (<uint64_t>rec[14] << 8) | (<uint64_t>rec[15] << 16) | rec[12]
+        d.refs += 1
+        c.attr = aid
+        c.k123 = d.k123
+        c.med = d.med
+        c.first_as = d.first_as
+
+    cdef inline void attr_unref(self, uint32_t aid) noexcept nogil:
+        self.da[aid].refs -= 1
+
+    # ---- decision -------------------------------------------------------------------------
+    cdef int scr_reserve(self, uint32_t n) except -1:
+        cdef uint32_t nc = self.scr_cap if self.scr_cap else 64
+        cdef uint32_t* p
+        while nc < n:
+            nc *= 2
+        if nc == self.scr_cap:
+            return 0
+        p = <uint32_t*>realloc(self.scr, 2 * nc * sizeof(uint32_t))
+        if p == NULL:
+            raise MemoryError()
+        self.scr = p
+        self.scr_cap = nc
+        return 0
+
+    cdef int32_t select(self, const Cand* c, uint32_t n, uint32_t excl) noexcept nogil:
+        """bestpath.select_best over the candidates whose peer != excl (-1 if none)."""
+        cdef uint32_t* a = self.scr
+        cdef uint32_t* b = self.scr + self.scr_cap
+        cdef uint32_t k = 0, m = 0, i, j, v, fa, med
+        cdef const PeerInfo* pr = self.peers
+        cdef bint drop
+        cdef uint64_t key, bkey = 0xFFFFFFFFFFFFFFFFULL
+        # steps 1-3 (highest LOCAL_PREF/GSHUT, shortest AS_PATH, lowest ORIGIN): successive
+        # eliminations on single fields = keep the minimum of the lexicographic key k123
+        for i in range(n):
+            if c[i].peer != excl:
+                a[k] = i
+                k += 1
+                if c[i].k123 < bkey:
+                    bkey = c[i].k123
+        if k <= 1:
+            return <int32_t>a[0] if k else -1
+        for i in range(k):
+            if c[a[i]].k123 == bkey:
+                b[m] = a[i]
+                m += 1
+        if m == 1:
+            return <int32_t>b[0]
+        a, b = b, a
+        k = m
+        m = 0
+        # step 4: lowest MED, set-based within neighbour-AS groups (or all: always-compare)
+        if self.always_compare_med:
+            v = 0xFFFFFFFF
+            for i in range(k):
+                if c[a[i]].med < v:
+                    v = c[a[i]].med
+            for i in range(k):
+                if c[a[i]].med == v:
+                    b[m] = a[i]
+                    m += 1
+        else:
+            for i in range(k):
+                fa = c[a[i]].first_as
+                med = c[a[i]].med
+                drop = 0
+                if fa:
+                    for j in range(k):
+                        if c[a[j]].first_as == fa and c[a[j]].med < med:
+                            drop = 1
+                            break
+                if not drop:
+                    b[m] = a[i]
+                    m += 1
+        if m == 1:
+            return <int32_t>b[0]
+        # steps 7, 8, 9: lowest (BGP id, peer address (v4 first), peer id) = the peer's rank,
+        # then lowest path id; the first in candidate order on a complete tie
+        j = b[0]
+        bkey = (<uint64_t>pr[c[j].peer].rank << 32) | c[j].path_id
+        for i in range(1, m):
+            key = (<uint64_t>pr[c[b[i]].peer].rank << 32) | c[b[i]].path_id
+            if key < bkey:
+                bkey = key
+                j = b[i]
+        return <int32_t>j
+
+    cdef inline void decide(self, PSlot* s) noexcept nogil:
+        if s.n <= 1:
+            s.best = 0 if s.n else -1
+            s.second = -1
+            return
+        s.best = self.select(s.c, s.n, C_NO_PEER)
+        s.second = self.select(s.c, s.n, s.c[s.best].peer)
+
+    # ---- peers ----------------------------------------------------------------------------
+    def set_peer(self, uint32_t idx, uint32_t bgp_id, addr, peer_id=None):
+        """Register (or re-register) the source peer ``idx`` for decision steps 7-9."""
+        cdef bytes ab = bytes(addr)
+        cdef uint32_t pid = idx if peer_id is None else peer_id
+        cdef uint32_t nc, i
+        cdef PeerInfo* p
+        if idx >= C_MAX_PEERS:
+            raise ValueError(f"peer index {idx} >= {C_MAX_PEERS}")
+        if len(ab) not in (4, 16):
+            raise ValueError("peer address must be 4 or 16 bytes")
+        if idx >= self.peers_cap:
+            nc = self.peers_cap if self.peers_cap else 64
+            while nc <= idx:
+                nc *= 2
+            p = <PeerInfo*>realloc(self.peers, nc * sizeof(PeerInfo))
+            if p == NULL:
+                raise MemoryError()
+            memset(p + self.peers_cap, 0, (nc - self.peers_cap) * sizeof(PeerInfo))
+            self.peers = p
+            self.peers_cap = nc
+        p = &self.peers[idx]
+        if p.alen and p.ncand and (p.bgp_id != bgp_id or p.peer_id != pid or p.alen != len(ab)
+                                   or memcmp(p.addr, <const uchar*>PyBytes_AS_STRING(ab), p.alen)):
+            raise ValueError(f"peer {idx} holds {p.ncand} candidates: its decision fields cannot change")
+        p.bgp_id = bgp_id
+        p.peer_id = pid
+        p.alen = len(ab)
+        memset(p.addr, 0, 16)
+        memcpy(p.addr, PyBytes_AS_STRING(ab), p.alen)
+        self.rerank()
+
+    def remove_peer(self, uint32_t idx):
+        """Forget peer ``idx`` (it must hold no candidates)."""
+        if idx < self.peers_cap and self.peers[idx].alen:
+            if self.peers[idx].ncand:
+                raise ValueError(f"peer {idx} holds {self.peers[idx].ncand} candidates")
+            self.peers[idx].alen = 0
+            self.rerank()
+
+    def peer(self, uint32_t idx):
+        """(bgp_id, addr, peer_id, candidates held) of a registered peer, or None."""
+        if idx >= self.peers_cap or not self.peers[idx].alen:
+            return None
+        cdef PeerInfo* p = &self.peers[idx]
+        return (p.bgp_id, PyBytes_FromStringAndSize(<char*>p.addr, p.alen), p.peer_id, p.ncand)
+
+    cdef rerank(self):
+        # the order of existing peers never changes when one is added/removed, so bests stand
+        cdef uint32_t i
+        keys = sorted((self.peers[i].bgp_id, self.peers[i].alen,
+                       PyBytes_FromStringAndSize(<char*>self.peers[i].addr, self.peers[i].alen),
+                       self.peers[i].peer_id, i)
+                      for i in range(self.peers_cap) if self.peers[i].alen)
+        rank = 0
+        prev = None
+        for k in keys:
+            if prev is not None and k[:4] != prev:
+                rank += 1
+            self.peers[<uint32_t>k[4]].rank = rank
+            prev = k[:4]
+
+    # ---- update ---------------------------------------------------------------------------
+    def reserve_prefixes(self, size_t n):
+        """Size the prefix table for n prefixes (e.g. before a full-table load)."""
+        self.reserve(n)
+
+    def update(self, uint32_t peer_idx, changes):
+        """Apply one peer's AdjRibIn Changes; return the effective changes (class doc)."""
+        cdef const uchar[::1] cmv = as_view(changes)
+        cdef const uchar* r = buf_ptr(cmv)
+        cdef Py_ssize_t n = cmv.shape[0], nrec, i, nd = 0, k = 0
+        cdef int cs = self.rs_chg, alen = self.alen, osz = self.out_size
+        cdef uint32_t aid, path_id, plen, j, nc, gen
+        cdef uint32_t maxa = 0
+        cdef const uchar* p
+        cdef const uchar* q
+        cdef PSlot* s
+        cdef PSlot* sp
+        cdef PeerInfo* pi
+        cdef Dirty* d
+        cdef size_t pos
+        cdef bint found
+        cdef Dirty* dl = NULL
+        cdef Cand* cv
+        cdef uint64_t h, hq, k123
+        cdef uint32_t med, fa
+        cdef uint64_t hr[PF_DIST]
+        cdef AttrTable at = self.attrs
+        cdef bytes out
+        cdef uchar* o
+        if n % cs:
+            raise ValueError(f"changes length {n} is not a multiple of {cs}")
+        if peer_idx >= self.peers_cap or not self.peers[peer_idx].alen:
+            raise ValueError(f"peer {peer_idx} is not registered (set_peer)")
+        nrec = n // cs
+        for i in range(nrec):
+            p = r + i * cs
+            if p[8] > self.maxlen:
+                raise ValueError(f"change {i}: prefix length {p[8]} > {self.maxlen}")
+            aid = rs_ld32(p)
+            if aid != C_NO_ATTR:
+                if not at.live(aid):
+                    raise ValueError(f"change {i}: attr id {aid} is not live")
+                if aid >= maxa:
+                    maxa = aid + 1
+        if nrec == 0:
+            return b""
+        self.da_reserve(maxa)
+        pi = &self.peers[peer_idx]
+        self.gen += 1
+        if self.gen == 0:                       # wrapped: forget every old mark
+            for pos in range(self.cap):
+                self.t[pos].gen = 0
+            self.gen = 1
+        gen = self.gen
+        dl = <Dirty*>malloc(nrec * sizeof(Dirty))
+        if dl == NULL:
+            raise MemoryError()
+        try:
+            # phase 1: apply each change to its prefix's candidates and re-decide the prefix
+            # (slots do not move: capacity reserved above, empty prefixes deleted in phase 3).
+            # Software pipelining: slot of change i+16 hashed and prefetched, then its
+            # candidate vector at i+8.
+            for i in range(min(nrec, PF_DIST)):
+                p = r + i * cs
+                hr[i] = lr_hash(p[8], p + 9, alen)
+                rs_prefetch(&self.t[hr[i] & self.mask])
+            for i in range(nrec):
+                p = r + i * cs
+                h = hr[i & (PF_DIST - 1)]
+                if i + PF_DIST < nrec:
+                    q = p + PF_DIST * cs
+                    hq = lr_hash(q[8], q + 9, alen)
+                    hr[(i + PF_DIST) & (PF_DIST - 1)] = hq
+                    sp = &self.t[hq & self.mask]
+                    rs_prefetch(sp)
+                    rs_prefetch(<uchar*>sp + sizeof(PSlot) - 1)     # a slot may span 2 lines
+                    aid = rs_ld32(q)
+                    if aid != C_NO_ATTR:
+                        rs_prefetch(&self.da[aid])
+                if i + PF_DIST // 2 < nrec:
+                    sp = &self.t[hr[(i + PF_DIST // 2) & (PF_DIST - 1)] & self.mask]
+                    if sp.c != NULL:
+                        for j in range(0, sp.n * sizeof(Cand), 64):
+                            rs_prefetch(<uchar*>sp.c + j)
+                aid = rs_ld32(p)
+                path_id = rs_ld32(p + 4)
+                plen = p[8]
+                pos = lr_probe_h(self.t, self.mask, h, plen, p + 9, alen, &found)
+                s = &self.t[pos]
+                if not found:
+                    if aid == C_NO_ATTR:
+                        continue
+                    if (self.count + 1) * 10 > self.cap * 7:
+                        # grow here, not up front (most changes hit known prefixes); slots
+                        # carry their dirty mark (gen, didx), the prefetched hints go stale
+                        self.reserve(self.count + 1)
+                        pos = self.probe(plen, p + 9, &found)
+                        s = &self.t[pos]
+                    s.plen = plen
+                    memcpy(s.addr, p + 9, alen)
+                    s.c = NULL
+                    s.n = 0
+                    s.best = -1
+                    s.second = -1
+                    s.gen = 0
+                    self.count += 1
+                # find the candidate (peer, path_id)
+                cv = s.c
+                j = 0
+                while j < s.n and not (cv[j].peer == peer_idx and cv[j].path_id == path_id):
+                    j += 1
+                if aid == C_NO_ATTR and j == s.n:
+                    continue                    # withdrawal of an unknown path
+                if s.gen != gen:
+                    s.gen = gen
+                    s.didx = nd
+                    d = &dl[nd]
+                    d.ob = slot_trip(s, s.best)
+                    d.os = slot_trip(s, s.second)
+                    d.nb = d.ob
+                    d.ns = d.os
+                    d.empty = 0
+                    d.plen = plen
+                    memcpy(d.addr, p + 9, alen)
+                    nd += 1
+                if aid == C_NO_ATTR:            # remove (swap with the last)
+                    self.attr_unref(cv[j].attr)
+                    s.n -= 1
+                    cv[j] = cv[s.n]
+                    pi.ncand -= 1
+                    self.n_cands -= 1
+                    if s.n == 0:
+                        free(s.c)
+                        self.cand_bytes -= 2 * sizeof(Cand)
+                        s.c = NULL
+                    elif s.n >= 2 and (s.n & (s.n - 1)) == 0:   # shrink to n
+                        cv = <Cand*>realloc(s.c, s.n * sizeof(Cand))
+                        if cv != NULL:
+                            self.cand_bytes -= s.n * sizeof(Cand)
+                            s.c = cv
+                elif j < s.n:                   # replace
+                    if cv[j].attr == aid:
+                        continue                # (AdjRibIn never sends this)
+                    k123 = cv[j].k123
+                    med = cv[j].med
+                    fa = cv[j].first_as
+                    self.attr_unref(cv[j].attr)
+                    self.attr_ref(aid, &cv[j])
+                    if cv[j].k123 == k123 and cv[j].med == med and cv[j].first_as == fa:
+                        # same decision fields (e.g. only communities changed): the
+                        # indices of best and second stand, only the attr id is new
+                        d = &dl[s.didx]
+                        d.nb = slot_trip(s, s.best)
+                        d.ns = slot_trip(s, s.second)
+                        continue
+                else:                           # insert
+                    if s.n == 0 or (s.n >= 2 and (s.n & (s.n - 1)) == 0):
+                        nc = s.n * 2 if s.n else 2
+                        cv = <Cand*>realloc(s.c, nc * sizeof(Cand))
+                        if cv == NULL:
+                            raise MemoryError()
+                        self.cand_bytes += (nc - s.n) * sizeof(Cand)
+                        s.c = cv
+                    cv[s.n].peer = peer_idx
+                    cv[s.n].path_id = path_id
+                    cv[s.n].pad = 0
+                    self.attr_ref(aid, &cv[s.n])
+                    s.n += 1
+                    pi.ncand += 1
+                    self.n_cands += 1
+                    if s.n > self.scr_cap:
+                        self.scr_reserve(s.n)
+                self.decide(s)
+                d = &dl[s.didx]
+                d.nb = slot_trip(s, s.best)
+                d.ns = slot_trip(s, s.second)
+                d.empty = s.n == 0
+            # phase 2: emit the prefixes whose (best, second) changed (dirty list only)
+            out = PyBytes_FromStringAndSize(NULL, nd * osz)
+            o = <uchar*>PyBytes_AS_STRING(out)
+            for i in range(nd):
+                d = &dl[i]
+                if trip_eq(&d.nb, &d.ob) and trip_eq(&d.ns, &d.os):
+                    continue
+                o[0] = d.plen
+                memcpy(o + 1, d.addr, alen)
+                put_trip(o + 1 + alen, &d.nb)
+                put_trip(o + 13 + alen, &d.ns)
+                put_trip(o + 25 + alen, &d.ob)
+                put_trip(o + 37 + alen, &d.os)
+                o += osz
+                k += 1
+            # phase 3: drop the prefixes left without candidates (slots move from here on,
+            # so each is found again by its key)
+            for i in range(nd):
+                if dl[i].empty:
+                    pos = self.probe(dl[i].plen, dl[i].addr, &found)
+                    if found:
+                        self.delete_at(pos)
+        finally:
+            free(dl)
+        if k == nd:
+            return out
+        return out[:k * osz]
+
+    # ---- queries ----------------------------------------------------------------------------
+    cdef PSlot* find_key(self, key) except? NULL:
+        cdef bytes kb
+        cdef uchar a[16]
+        cdef uint32_t plen
+        cdef size_t pos
+        cdef bint found
+        if isinstance(key, tuple):
+            plen, addr = key
+            kb = bytes(addr)
+            if len(kb) != self.alen:
+                raise ValueError(f"address must be {self.alen} bytes")
+        else:
+            kb = bytes(key)
+            if len(kb) != 9 + self.alen:
+                raise ValueError(f"a prefix record is {9 + self.alen} bytes, not {len(kb)}")
+            plen = kb[8]
+            kb = kb[9:]
+        if plen > <uint32_t>self.maxlen:
+            raise ValueError(f"prefix length {plen} > {self.maxlen}")
+        memcpy(a, PyBytes_AS_STRING(kb), self.alen)
+        pos = self.probe(plen, a, &found)
+        if not found or self.t[pos].n == 0:
+            return NULL
+        return &self.t[pos]
+
+    def best(self, key):
+        """(best, second) of a prefix, each (peer, path_id, attr) or None.
+
+        ``key`` is (plen, addr bytes) or a prefix record (attr_idx and path_id ignored)."""
+        cdef PSlot* s = self.find_key(key)
+        cdef Trip b, c
+        if s == NULL:
+            return (None, None)
+        b = slot_trip(s, s.best)
+        c = slot_trip(s, s.second)
+        return (_cand_tuple(b.peer, b.path_id, b.attr), _cand_tuple(c.peer, c.path_id, c.attr))
+
+    def candidates(self, key):
+        """[(peer, path_id, attr), ...] of a prefix, in stored order; [] when absent."""
+        cdef PSlot* s = self.find_key(key)
+        cdef uint32_t i
+        if s == NULL:
+            return []
+        return [(s.c[i].peer, s.c[i].path_id, s.c[i].attr) for i in range(s.n)]
+
+    def dump_best(self):
+        """plen · addr · best · second for every prefix (table order)."""
+        cdef size_t i, bs = self.best_size
+        cdef int alen = self.alen
+        cdef bytes out = PyBytes_FromStringAndSize(NULL, self.count * bs)
+        cdef uchar* o = <uchar*>PyBytes_AS_STRING(out)
+        cdef PSlot* s
+        cdef Trip b, c
+        for i in range(self.cap):
+            s = &self.t[i]
+            if s.plen == P_EMPTY:
+                continue
+            b = slot_trip(s, s.best)
+            c = slot_trip(s, s.second)
+            o[0] = s.plen
+            memcpy(o + 1, s.addr, alen)
+            put_trip(o + 1 + alen, &b)
+            put_trip(o + 13 + alen, &c)
+            o += bs
+        return out
+
+    def __len__(self):
+        return self.count
+
+    def n_candidates(self):
+        return self.n_cands
+
+    def capacity(self):
+        return self.cap
+
+    def memory_bytes(self):
+        """malloc'd bytes: prefix slots, candidate vectors, attr cache, peers, scratch."""
+        return (self.cap * sizeof(PSlot) + self.cand_bytes
+                + self.da_cap * sizeof(DAttr) + self.peers_cap * sizeof(PeerInfo)
+                + self.scr_cap * 8)
