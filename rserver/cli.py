@@ -249,6 +249,15 @@ def show_neighbor(neighbor: str, socket_path: Optional[str], config_path: Option
     _json(data) if as_json else click.echo(format_neighbor(data))
 
 
+@show.command("metrics")
+@_socket_options
+@_json_option
+def show_metrics(socket_path: Optional[str], config_path: Optional[str], as_json: bool) -> None:
+    """Prometheus text exposition of every neighbor's state and counters."""
+    data = _call(socket_path, config_path, "metrics")
+    _json(data) if as_json else click.echo(data["text"], nl=False)
+
+
 @cli.command("neighbor")
 @click.argument("neighbor")
 @click.argument("op", type=click.Choice(["up", "down", "clear", "refresh"]))
