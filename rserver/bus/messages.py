@@ -18,7 +18,7 @@ from typing import Literal, Optional, Union
 
 import msgspec
 
-from ..config import GlobalConfig, NeighborConfig
+from ..config import GlobalConfig, MaxPrefix, NeighborConfig
 
 __all__ = [
     "Connection", "PeerAdd", "PeerRemove", "PeerChange", "PeerAdmin", "Shutdown", "StatusRequest",
@@ -26,6 +26,7 @@ __all__ = [
     "SupervisorToWorker", "WorkerToSupervisor",
     "EXPORT_STREAM", "SessionUp", "SessionDown", "RouteBatch", "Ack", "Resend", "Resync", "Probe",
     "ExportBatch", "Xoff", "Xon", "MaxPrefixExceeded", "WorkerToRib", "RibToWorker",
+    "RibRestarted", "RibStatusRequest", "RibPeerStatus",
 ]
 
 
@@ -50,6 +51,16 @@ class PeerAdd(_Msg):
 
     neighbor: NeighborConfig
     global_: GlobalConfig
+    peer_id: int = 0                # the neighbor's id on the RIB bus (>= 1; 0: no RIB)
+    rib_endpoint: str = ""          # where the RIB process listens ("" : no RIB process)
+    worker_index: int = 0           # the worker's slot: its bus identity is b"w<index>"
+
+
+class RibRestarted(_Msg):
+    """The RIB process was restarted: re-announce every Established peer (SessionUp) and
+    resync its route stream (the RIB asks the peer again: ROUTE-REFRESH, else a reset)."""
+
+    rib_endpoint: str = ""
 
 
 class PeerRemove(_Msg):
@@ -88,7 +99,8 @@ class Shutdown(_Msg):
     reason: str = "route server shutting down"
 
 
-SupervisorToWorker = Union[Connection, PeerAdd, PeerRemove, PeerChange, PeerAdmin, StatusRequest, Shutdown]
+SupervisorToWorker = Union[Connection, PeerAdd, PeerRemove, PeerChange, PeerAdmin, StatusRequest, Shutdown,
+                           RibRestarted]
 
 
 # --- worker -> supervisor -------------------------------------------------------------------
@@ -151,6 +163,7 @@ class SessionUp(_Msg):
     gr_restart_time: int = 0                # RFC 4724 restart time the peer advertised, 0 = none
     gr_families: list[tuple[int, int]] = []  # families whose forwarding state the peer preserves
     route_refresh: bool = True              # the peer can be asked to resend (resync by refresh)
+    max_prefix: Optional[MaxPrefix] = None  # the neighbor's limits (None: no limit)
 
 
 class SessionDown(_Msg):
@@ -250,5 +263,22 @@ class MaxPrefixExceeded(_Msg):
     count: int
 
 
-WorkerToRib = Union[SessionUp, SessionDown, RouteBatch, Ack, Resend, Resync, Probe, Xoff, Xon]
-RibToWorker = Union[ExportBatch, Ack, Resend, Resync, Probe, MaxPrefixExceeded, Xoff, Xon]
+class RibStatusRequest(_Msg):
+    """worker -> RIB: the RIB's statistics for ``peer_id`` (a peer the worker owns)."""
+
+    peer_id: int
+    request_id: int = 0
+
+
+class RibPeerStatus(_Msg):
+    """RIB -> worker: the answer to RibStatusRequest; ``stats`` is a JSON-able dict
+    (empty when the RIB does not know the peer)."""
+
+    peer_id: int
+    request_id: int = 0
+    stats: dict = {}
+
+
+WorkerToRib = Union[SessionUp, SessionDown, RouteBatch, Ack, Resend, Resync, Probe, Xoff, Xon,
+                    RibStatusRequest]
+RibToWorker = Union[ExportBatch, Ack, Resend, Resync, Probe, MaxPrefixExceeded, Xoff, Xon, RibPeerStatus]

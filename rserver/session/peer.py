@@ -30,6 +30,7 @@ import ipaddress
 import logging
 import random
 import socket
+import struct
 import time
 from collections import deque
 from typing import Any, Callable, Optional
@@ -38,7 +39,7 @@ import msgspec
 
 from rserver.codec.constants import (
     ADDPATH_BOTH, ADDPATH_RECEIVE, ADDPATH_SEND, AFI_IPV4, AFI_IPV6, CEASE_ADMIN_RESET,
-    CEASE_ADMIN_SHUTDOWN, ERR_CEASE, MSG_UPDATE, ROLE_RS, SAFI_UNICAST,
+    CEASE_ADMIN_SHUTDOWN, CEASE_MAX_PREFIX, ERR_CEASE, MSG_UPDATE, ROLE_RS, SAFI_UNICAST,
 )
 from rserver.codec.layout import REC4_SIZE, REC6_SIZE, CodecContext
 from rserver.codec.messages import Notification, RouteRefresh, error_name
@@ -70,6 +71,7 @@ _TIMER_EVENTS = {TimerName.CONNECT_RETRY: ConnectRetryTimerExpires, TimerName.HO
 
 StateCallback = Callable[["PeerRunner", StateChange], None]
 RoutesCallback = Callable[["PeerRunner", Any], None]
+SessionCallback = Callable[["PeerRunner", bool, Any], None]   # (runner, up, SessionUp/SessionDown action)
 
 
 def local_settings(neighbor: NeighborConfig, global_: GlobalConfig) -> LocalSettings:
@@ -129,6 +131,8 @@ class PeerRunner:
     def __init__(self, neighbor: NeighborConfig, global_: GlobalConfig, *,
                  on_state: Optional[StateCallback] = None,
                  on_routes: Optional[RoutesCallback] = None,
+                 on_session: Optional[SessionCallback] = None,
+                 max_prefix_restart: Optional[float] = None,
                  local_addr: Optional[str] = None, remote_port: Optional[int] = None,
                  config: Optional[FsmConfig] = None, rng: Optional[random.Random] = None,
                  log: Optional[Log] = None):
@@ -138,6 +142,13 @@ class PeerRunner:
         self.name = neighbor.name
         self.on_state = on_state
         self.on_routes = on_routes
+        self.on_session = on_session
+        # seconds before a max-prefix "restart" starts the session again; None: the
+        # neighbor's max_prefix.restart_after minutes (tests pass a fraction of a second)
+        self.max_prefix_restart = max_prefix_restart
+        self.max_prefix_state: Optional[dict] = None     # why and when max-prefix took it down
+        self._mp_restart_handle: Optional[asyncio.TimerHandle] = None
+        self.reading_paused = False
         self.local_addr = local_addr if local_addr is not None else _default_local(global_, self.address)
         self.remote_port = remote_port if remote_port is not None else global_.port
         self.settings = local_settings(neighbor, global_)
@@ -182,6 +193,7 @@ class PeerRunner:
 
     def up(self) -> None:
         """Enable the peer (ManualStart)."""
+        self._forget_max_prefix()
         self.event(ManualStart())
 
     def down(self, reason: str = "") -> None:
@@ -191,7 +203,83 @@ class PeerRunner:
     def clear(self, reason: str = "") -> None:
         """Reset the session: Cease 6/4 Administrative Reset (RFC 9003 text), then start again."""
         self.stop(CEASE_ADMIN_RESET, reason)
+        self._forget_max_prefix()
         self.event(ManualStart())
+
+    # -- max-prefix (RFC 4486 §4) ------------------------------------------------------------
+
+    def max_prefix_exceeded(self, afi: int, limit: int, count: int) -> None:
+        """The RIB counted more than ``limit`` prefixes of ``afi``: act per the neighbor's
+        ``max_prefix.action``. shutdown: Cease 6/1 (data AFI, SAFI, limit) and stay down until
+        an operator ``up``/``clear``; restart: the same, then start again after
+        ``restart_after`` minutes; warn: log only."""
+        mp = self.neighbor.max_prefix
+        action = mp.action if mp is not None else "shutdown"
+        fam = _FAMILY_NAMES.get((afi, SAFI_UNICAST), f"afi {afi}")
+        text = f"max-prefix exceeded: {count} {fam} prefixes, limit {limit}"
+        if action == "warn":
+            self.log.warning(f"{text} (action warn: session kept)", fsm_state=str(self.fsm.state))
+            return
+        if self.fsm.state != State.ESTABLISHED:
+            self.log.info(f"{text}: session no longer established, nothing to do", fsm_state=str(self.fsm.state))
+            return
+        now = time.time()
+        delay = None
+        if action == "restart":
+            delay = (self.max_prefix_restart if self.max_prefix_restart is not None
+                     else float(mp.restart_after) * 60.0)
+        self.max_prefix_state = {"reason": "max-prefix", "action": action, "afi": afi, "limit": limit,
+                                 "count": count, "time": now,
+                                 "restart_at": now + delay if delay is not None else None}
+        self.log.warning(f"{text}: sending Cease 6/1, "
+                         + (f"restarting in {delay:g}s" if delay is not None else "staying down until 'neighbor up'"),
+                         fsm_state=str(self.fsm.state))
+        data = struct.pack("!HBI", afi, SAFI_UNICAST, limit & 0xFFFFFFFF)
+        self.event(ManualStop(subcode=CEASE_MAX_PREFIX, data=data))
+        if delay is not None:
+            if self._mp_restart_handle is not None:
+                self._mp_restart_handle.cancel()
+            self._mp_restart_handle = self._loop().call_later(delay, self._max_prefix_restart)
+
+    def _max_prefix_restart(self) -> None:
+        self._mp_restart_handle = None
+        if self._stopped:
+            return
+        self.log.info("max-prefix restart time over: starting the session again", fsm_state=str(self.fsm.state))
+        self.max_prefix_state = None
+        self.event(ManualStart())
+
+    def _forget_max_prefix(self) -> None:
+        if self._mp_restart_handle is not None:
+            self._mp_restart_handle.cancel()
+            self._mp_restart_handle = None
+        self.max_prefix_state = None
+
+    # -- backpressure: stop reading the peer while the RIB is behind ---------------------------
+
+    def pause_reading(self) -> None:
+        """Stop reading the session's TCP socket (the route stream to the RIB is above its high
+        watermark). Our keepalives are still written; the peer's sit unread in the socket, so
+        our hold timer may expire if the RIB stays stuck longer than the hold time (the usual
+        BGP trade-off, as in BIRD/OpenBGPD: docs/rib-process.md)."""
+        c = self.conns.get(self.session_conn or "")
+        self.reading_paused = True
+        if c is not None and c.transport is not None and not c.transport.is_closing():
+            try:
+                c.transport.pause_reading()
+            except (RuntimeError, AttributeError):
+                pass
+        self.log.debug("reading paused: the RIB is behind", fsm_state=str(self.fsm.state))
+
+    def resume_reading(self) -> None:
+        c = self.conns.get(self.session_conn or "")
+        self.reading_paused = False
+        if c is not None and c.transport is not None and not c.transport.is_closing():
+            try:
+                c.transport.resume_reading()
+            except (RuntimeError, AttributeError):
+                pass
+        self.log.debug("reading resumed", fsm_state=str(self.fsm.state))
 
     def stop(self, subcode: int = CEASE_ADMIN_SHUTDOWN, reason: str = "") -> None:
         """ManualStop with Cease ``subcode``; the peer stays down until ``up()``."""
@@ -219,6 +307,9 @@ class PeerRunner:
     def close(self) -> None:
         """Forget everything without any NOTIFICATION (the worker is going away hard)."""
         self._stopped = True
+        if self._mp_restart_handle is not None:
+            self._mp_restart_handle.cancel()
+            self._mp_restart_handle = None
         for h in self._timers.values():
             h.cancel()
         self._timers.clear()
@@ -466,6 +557,12 @@ class PeerRunner:
         self.log.info(f"session established with AS{neg.peer_as} (id {_dotted(neg.peer_id)}), "
                       f"hold time {neg.hold_time}s, keepalive {neg.keepalive_time:g}s",
                       **self._fields(c, a.conn, state=State.ESTABLISHED))
+        self.reading_paused = False
+        if self.on_session is not None:
+            try:
+                self.on_session(self, True, a)
+            except Exception:
+                self.log.exception("session callback failed")
 
     def _session_down(self, a: SessionDown) -> None:
         wall = self._wall
@@ -483,6 +580,11 @@ class PeerRunner:
             if rec is not None:
                 text += f"; notification {label}: {Notification(rec.code, rec.subcode, rec.data).describe()}"
         self.log.info(text, reason=str(a.reason), fsm_state=str(self.fsm.state))
+        if self.on_session is not None:
+            try:
+                self.on_session(self, False, a)
+            except Exception:
+                self.log.exception("session callback failed")
 
     def _deliver(self, a: DeliverUpdate) -> None:
         batch = a.payload
@@ -567,6 +669,9 @@ class PeerRunner:
             "end_of_rib": list(self.eor),
             "route_refresh_received": self.route_refresh_received,
             "idle_hold_next": f.backoff.current,
+            "max_prefix": dict(self.max_prefix_state) if self.max_prefix_state else None,
+            "down_reason": "max-prefix" if self.max_prefix_state and f.state != State.ESTABLISHED else None,
+            "reading_paused": self.reading_paused,
         }
 
     # -- helpers ---------------------------------------------------------------------------

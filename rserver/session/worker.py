@@ -20,6 +20,18 @@ Supervisor -> worker (rserver.bus.messages):
   connections get at most ``SHUTDOWN_FLUSH`` (2 s) to flush and close, then
   ``ShutdownDone`` is sent and worker_main returns.
 
+RIB bus (docs/rib-process.md): a ``PeerAdd`` carrying ``rib_endpoint`` makes the worker
+connect a ``WorkerBus`` (identity ``w<worker_index>``, stable across restarts so the RIB's
+ROUTER hands the identity over). Per Established peer a ``RouteSender`` carries the decoded
+batches (``on_routes``); while it is paused (unacked bytes above the high watermark) the
+peer's TCP socket is not read. ``SessionUp`` (negotiated families, AS4, ADD-PATH, GR, the
+neighbor's max-prefix settings) goes to the RIB on Established, ``SessionDown`` (graceful when
+GR was negotiated and the session did not end by our own NOTIFICATION) on leaving it.
+``MaxPrefixExceeded`` from the RIB is handed to the runner (Cease 6/1 per the action). A
+resync of a peer's stream (the RIB lost its state) re-sends SessionUp and asks the peer
+again (ROUTE-REFRESH, else Cease 6/4 and a new session); ``RibRestarted`` from the
+supervisor does the same for every Established peer.
+
 Worker -> supervisor: ``WorkerReady`` at start, ``PeerEvent`` on every FSM state
 change, ``PeerStatusReply``, ``ShutdownDone``.
 
@@ -46,9 +58,10 @@ import time
 from typing import Any, Optional
 
 from rserver.bus import channel
+from rserver.bus import messages as bm
 from rserver.bus.messages import (
-    Connection, PeerAdd, PeerAdmin, PeerChange, PeerEvent, PeerRemove, PeerStatusReply, Shutdown,
-    ShutdownDone, StatusRequest, WorkerReady,
+    Connection, MaxPrefixExceeded, PeerAdd, PeerAdmin, PeerChange, PeerEvent, PeerRemove, PeerStatusReply,
+    RibPeerStatus, RibRestarted, Shutdown, ShutdownDone, StatusRequest, WorkerReady,
 )
 from rserver.codec.constants import CEASE_ADMIN_SHUTDOWN, CEASE_CONFIG_CHANGE
 from rserver.log import configure, get_logger
@@ -81,8 +94,9 @@ def worker_main(chan: socket.socket, log_format: str = "human", log_level: str =
 class Worker:
     """The message loop of one session worker."""
 
-    def __init__(self, chan: socket.socket, **runner_options: Any):
+    def __init__(self, chan: socket.socket, *, bus_options: Optional[dict] = None, **runner_options: Any):
         self.chan = chan
+        self.bus_options = dict(bus_options or {})      # RouteSender kw (high_water, low_water...)
         self.peers: dict[str, PeerRunner] = {}
         self.log = get_logger("worker", pid=os.getpid())
         self.runner_options = runner_options
@@ -90,6 +104,19 @@ class Worker:
         self._shutting = False
         self._chan_open = True
         self._tasks: set[asyncio.Task] = set()
+        self.bus: Any = None                            # WorkerBus once a PeerAdd names the RIB
+        self.peer_ids: dict[str, int] = {}              # address -> peer id on the RIB bus
+        self._by_id: dict[int, PeerRunner] = {}
+        self.senders: dict[int, Any] = {}               # peer id -> RouteSender (Established peers)
+        self._gr_negotiated: dict[int, bool] = {}       # peer id -> GR negotiated in its session
+        self.rib_status: dict[int, dict] = {}           # last RibPeerStatus per peer id
+        if "max_prefix_restart" not in self.runner_options:
+            env = os.environ.get("RSERVER_TEST_MAX_PREFIX_RESTART")   # seconds; tests only
+            if env:
+                try:
+                    self.runner_options["max_prefix_restart"] = max(0.01, float(env))
+                except ValueError:
+                    pass
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -115,6 +142,12 @@ class Worker:
                 r.close()
             for t in list(self._tasks):
                 t.cancel()
+            if self.bus is not None:
+                try:
+                    await self.bus.aclose(timeout=1.0)
+                except Exception:
+                    self.log.exception("closing the RIB bus failed")
+                self.bus = None
             self.log.info("session worker stopped")
 
     # -- channel ---------------------------------------------------------------------------
@@ -176,6 +209,8 @@ class Worker:
             self._peer_change(msg)
         elif kind is Shutdown:
             self._begin_shutdown(msg.reason, reply=True)
+        elif kind is RibRestarted:
+            self._rib_restarted(msg)
         else:
             self.log.warning(f"unexpected message {kind.__name__} from the supervisor, dropped")
             if sock is not None:
@@ -200,7 +235,92 @@ class Worker:
 
     def _new_runner(self, neighbor, global_) -> PeerRunner:
         return PeerRunner(neighbor, global_, on_state=self._on_state, on_routes=self._on_routes,
-                          **self.runner_options)
+                          on_session=self._on_session, **self.runner_options)
+
+    # -- the RIB bus ---------------------------------------------------------------------------
+
+    def _connect_rib(self, endpoint: str, index: int) -> None:
+        if self.bus is not None or not endpoint:
+            return
+        from rserver.bus.transport import WorkerBus
+        self.bus = WorkerBus(endpoint, f"w{index}".encode(), on_message=self._on_rib)
+        self.bus.start()
+        self.log.info("connected to the RIB", endpoint=endpoint, identity=f"w{index}")
+
+    def _on_session(self, r: PeerRunner, up: bool, a: Any) -> None:
+        pid = self.peer_ids.get(r.address, 0)
+        if self.bus is None or not pid:
+            return
+        if up:
+            self._session_up(r, pid)
+            return
+        s = self.senders.pop(pid, None)
+        if s is not None:
+            s.close()
+        if r.reading_paused:
+            r.reading_paused = False
+        # graceful (RFC 4724 helper) when GR was negotiated and the session did not end by a
+        # NOTIFICATION (a Cease of ours, e.g. max-prefix or admin, withdraws the routes)
+        graceful = False
+        gr_ok = bool(r.last_session_down is not None and self._gr_negotiated.get(pid))
+        if gr_ok:
+            lsd = r.last_session_down or {}
+            graceful = not lsd.get("notification_sent") and not lsd.get("notification_received")
+        self._gr_negotiated.pop(pid, None)
+        self.bus.send(bm.SessionDown(pid, str(getattr(a, "reason", "")), graceful))
+
+    def _session_up(self, r: PeerRunner, pid: int) -> None:
+        neg = r.negotiated
+        if neg is None:
+            return
+        ctx = r.ctx
+        gr = neg.graceful_restart
+        self._gr_negotiated[pid] = gr is not None
+        self.bus.send(bm.SessionUp(
+            peer_id=pid, address=r.address, asn=neg.peer_as, bgp_id=neg.peer_id, as4=neg.as4,
+            addpath_rx=ctx.addpath_rx if ctx else 0, addpath_tx=ctx.addpath_tx if ctx else 0,
+            families=[tuple(f) for f in neg.families], max_msg=ctx.max_msg if ctx else 4096,
+            gr_restart_time=gr.restart_time if gr else 0,
+            gr_families=[(af, sf) for af, sf, _f in gr.forwarding] if gr else [],
+            route_refresh=neg.route_refresh, max_prefix=r.neighbor.max_prefix))
+        if pid not in self.senders:
+            self.senders[pid] = self.bus.route_sender(
+                pid, **self.bus_options, on_pause=r.pause_reading, on_resume=r.resume_reading,
+                on_resync=lambda reason, r=r, pid=pid: self._resync(r, pid, reason))
+
+    def _resync(self, r: PeerRunner, pid: int, reason: str) -> None:
+        """The RIB lost (part of) this peer's routes: announce the session again, fetch them again."""
+        if not r.established or self.bus is None:
+            return
+        self.log.warning(f"RIB resync ({reason}): asking the peer for its routes again",
+                         neighbor=r.address, neighbor_name=r.name)
+        self._session_up(r, pid)
+        if not r.refresh():
+            r.clear("route server internal resync")
+
+    def _rib_restarted(self, msg: RibRestarted) -> None:
+        if self.bus is None:
+            return
+        for addr, r in self.peers.items():
+            pid = self.peer_ids.get(addr, 0)
+            s = self.senders.get(pid)
+            if pid and r.established and s is not None:
+                s.resync("rib restarted")        # new epoch + on_resync -> SessionUp + refresh
+
+    def _on_rib(self, msg: Any) -> None:
+        try:
+            if type(msg) is MaxPrefixExceeded:
+                r = self._by_id.get(msg.peer_id)
+                if r is None:
+                    self.log.warning("max-prefix for an unknown peer id, dropped", peer_id=msg.peer_id)
+                    return
+                r.max_prefix_exceeded(msg.afi, msg.limit, msg.count)
+            elif type(msg) is RibPeerStatus:
+                self.rib_status[msg.peer_id] = msg.stats
+            else:
+                self.log.debug(f"RIB message {type(msg).__name__} ignored")
+        except Exception:
+            self.log.exception(f"handling {type(msg).__name__} from the RIB failed")
 
     def _peer_add(self, msg: PeerAdd) -> None:
         addr = normalize_addr(msg.neighbor.address)
@@ -209,8 +329,16 @@ class Worker:
             return
         if self._shutting:
             return
+        if msg.rib_endpoint and msg.peer_id > 0:
+            self._connect_rib(msg.rib_endpoint, msg.worker_index)
+            self.peer_ids[addr] = msg.peer_id
+            # a restarted worker: whatever the dead one had announced for this peer is gone
+            # with its TCP session (a no-op for a peer the RIB does not know)
+            self.bus.send(bm.SessionDown(msg.peer_id, "session worker started", False))
         r = self._new_runner(msg.neighbor, msg.global_)
         self.peers[addr] = r
+        if msg.peer_id > 0:
+            self._by_id[msg.peer_id] = r
         r.start()
 
     def _peer_admin(self, msg: PeerAdmin) -> None:
@@ -236,6 +364,8 @@ class Worker:
             self.log.warning(f"remove of unknown neighbor {msg.address}", neighbor=msg.address)
             return
         r.stop(msg.subcode, msg.reason)
+        pid = self.peer_ids.pop(addr, 0)
+        self._by_id.pop(pid, None)
         self._retire(r)
 
     def _peer_change(self, msg: PeerChange) -> None:
@@ -255,6 +385,9 @@ class Worker:
         self._retire(r)
         new = self._new_runner(msg.neighbor, r.global_)
         self.peers[addr] = new
+        pid = self.peer_ids.get(addr, 0)
+        if pid:
+            self._by_id[pid] = new
         new.start()
 
     def _retire(self, r: PeerRunner) -> None:
@@ -280,8 +413,10 @@ class Worker:
                              reason=str(ch.reason), time=time.time()))
 
     def _on_routes(self, r: PeerRunner, batch: Any) -> None:
-        # no RIB process yet: the batches are counted by the runner and dropped here
-        pass
+        # to the RIB (the runner has counted them); without a RIB process they are dropped
+        s = self.senders.get(self.peer_ids.get(r.address, 0))
+        if s is not None and (batch.attr_index or batch.v4 or batch.v6 or batch.eor):
+            s.send(batch)
 
     # -- shutdown -------------------------------------------------------------------------------
 

@@ -16,6 +16,15 @@ Process model
   closes every other channel end and the listeners, the parent closes the worker's end;
 - ``worker_main(chan, log_format, log_level)`` runs in the child; the child never returns
   into the parent's code (``os._exit``).
+- the RIB process (docs/rib-process.md) is forked *before* the workers, with the same fork
+  discipline (it closes the listeners, the control socket, the pid-file lock and every
+  worker channel it inherits), restarted with the same back-off when it dies (the workers are
+  then told ``RibRestarted``: they re-announce their Established sessions and re-fetch the
+  routes), and stopped *last* on SIGTERM (after the workers, so their final batches land).
+  Workers learn its endpoint and their peer ids from ``PeerAdd``. Whether it runs:
+  ``rib=True/False``; by default (``None``) only when the environment has ``RSERVER_RIB=1``
+  (for now: the process-counting tests and the interop harness expect one child per
+  worker; see docs/rib-process.md).
 """
 from __future__ import annotations
 
@@ -32,8 +41,8 @@ from typing import Any, Callable, Optional
 
 from ..bus import channel
 from ..bus.messages import (
-    Connection, PeerAdd, PeerAdmin, PeerEvent, PeerStatusReply, Shutdown, ShutdownDone, StatusRequest,
-    WorkerReady,
+    Connection, PeerAdd, PeerAdmin, PeerEvent, PeerStatusReply, RibRestarted, Shutdown, ShutdownDone,
+    StatusRequest, WorkerReady,
 )
 from ..config import Config, NeighborConfig
 from ..control.server import SOCKET_NAME, ControlServer
@@ -120,15 +129,42 @@ def _default_worker_main() -> WorkerMain:
     return worker_main
 
 
+def _default_rib_main() -> Callable[..., None]:
+    from ..rib.process import rib_main        # imported before any fork: shared pages
+    return rib_main
+
+
+class _RibSlot:
+    """The supervisor's view of the RIB process."""
+
+    def __init__(self, endpoint: str, backoff: Backoff):
+        self.endpoint = endpoint
+        self.pid: Optional[int] = None
+        self.started_at = 0.0
+        self.backoff = backoff
+        self.restart_handle: Optional[asyncio.TimerHandle] = None
+        self.restarts = 0
+
+
+
+
+def rib_enabled_by_env() -> bool:
+    return os.environ.get("RSERVER_RIB", "").strip().lower() in ("1", "on", "yes", "true")
+
+
 class Supervisor:
     """Runs rserver's processes for one configuration; ``run()`` blocks until a signal."""
 
     def __init__(self, config: Config, worker_main: Optional[WorkerMain] = None,
                  log_format: Optional[str] = None, log_level: Optional[str] = None,
                  log: Optional[Log] = None, shutdown_timeout: float = SHUTDOWN_TIMEOUT,
-                 backoff: Callable[[], Backoff] = Backoff):
+                 backoff: Callable[[], Backoff] = Backoff, rib: Optional[bool] = None,
+                 rib_main: Optional[Callable[..., None]] = None):
         self.config = config
+        if rib is None:
+            rib = rib_enabled_by_env()
         self._worker_main = worker_main
+        self._rib_main = rib_main
         self.log_format = log_format or config.global_.log_format
         self.log_level = log_level or config.global_.log_level
         self.log = log or get_logger("supervisor")
@@ -142,6 +178,10 @@ class Supervisor:
         for w in self.workers:
             w.backoff = backoff()
         self._owner: dict[str, _Worker] = {n.address: w for w in self.workers for n in w.neighbors}
+        # peer ids on the RIB bus: config order, from 1
+        self.peer_ids: dict[str, int] = {n.address: i + 1 for i, n in enumerate(config.neighbors)}
+        from ..bus.transport import default_endpoint
+        self.rib: Optional[_RibSlot] = _RibSlot(default_endpoint(str(self.run_dir)), backoff()) if rib else None
         self.dispatcher = Dispatcher([(a, config.global_.port) for a in config.global_.listen],
                                      self._route)
         self.peer_state: dict[str, PeerEvent] = {}      # latest PeerEvent per neighbor
@@ -161,6 +201,8 @@ class Supervisor:
         """Start everything, serve until SIGTERM/SIGINT, stop everything; the exit status."""
         if self._worker_main is None:
             self._worker_main = _default_worker_main()
+        if self.rib is not None and self._rib_main is None:
+            self._rib_main = _default_rib_main()
         return asyncio.run(self._main())
 
     def request_stop(self, reason: str = "route server shutting down") -> None:
@@ -178,6 +220,9 @@ class Supervisor:
         if w is None or w.chan is None or self._shutting_down:
             return False
         return self._send(w, PeerAdmin(address=address, op=op, reason=reason))
+
+    def rib_pid(self) -> Optional[int]:
+        return self.rib.pid if self.rib is not None else None
 
     def worker_pids(self) -> list[int]:
         return [w.pid for w in self.workers if w.pid is not None]
@@ -248,6 +293,10 @@ class Supervisor:
 
         self.log.info("supervisor started", pid=os.getpid(), config=self.config.source,
                       neighbors=len(self.config.neighbors), workers=len(self.workers))
+        if self.rib is not None:
+            if self.rib.endpoint.startswith("ipc://"):
+                self.register_run_file(Path(self.rib.endpoint[len("ipc://"):]))
+            self._start_rib()
         for w in self.workers:
             self._start_worker(w)
         serve = loop.create_task(self.dispatcher.serve())
@@ -265,6 +314,7 @@ class Supervisor:
                     pass
             self.log.info(f"shutting down: {self._stop_reason or 'stop requested'}")
             await self._shutdown_workers(self._stop_reason or "route server shutting down")
+            await self._stop_rib()                       # last: the workers' final batches land
             if self.control is not None:                 # after the workers: monitors see them go
                 await self.control.close()
             self.dispatcher.close()
@@ -311,15 +361,112 @@ class Supervisor:
         w.shutdown_done = False
         self._loop.add_reader(sup_end.fileno(), self._on_readable, w)
         self.log.info("worker started", worker=w.index, pid=pid, peers=",".join(w.addresses))
+        endpoint = self.rib.endpoint if self.rib is not None else ""
         for n in w.neighbors:
-            self._send(w, PeerAdd(neighbor=n, global_=self.config.global_))
+            self._send(w, PeerAdd(neighbor=n, global_=self.config.global_,
+                                  peer_id=self.peer_ids.get(n.address, 0) if endpoint else 0,
+                                  rib_endpoint=endpoint, worker_index=w.index))
 
-    def _child_setup(self, me: _Worker, my_sup_end: socket.socket) -> None:
-        """In a freshly forked worker: drop everything that belongs to the supervisor."""
+    # --- the RIB process --------------------------------------------------------------------
+
+    def _start_rib(self) -> None:
+        rib = self.rib
+        assert rib is not None
+        rib.restart_handle = None
+        if self._shutting_down:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:                                     # the child: never returns
+            code = 0
+            try:
+                self._child_setup(None, None, comm="rserver-rib")
+                self._rib_main(rib.endpoint, log_format=self.log_format, log_level=self.log_level)
+            except BaseException:                        # noqa: BLE001 - report, then exit
+                code = 1
+                try:
+                    import traceback
+                    traceback.print_exc()
+                except BaseException:                     # noqa: BLE001
+                    pass
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                except BaseException:                     # noqa: BLE001
+                    pass
+                os._exit(code)
+        rib.pid = pid
+        rib.started_at = time.monotonic()
+        self.log.info("rib process started", pid=pid, endpoint=rib.endpoint)
+        if rib.restarts:
+            for w in self.workers:                       # they re-announce and re-fetch
+                if w.chan is not None:
+                    self._send(w, RibRestarted(rib_endpoint=rib.endpoint))
+
+    def _rib_exited(self, status: int) -> None:
+        rib = self.rib
+        assert rib is not None
+        pid = rib.pid
+        rib.pid = None
+        ran = time.monotonic() - rib.started_at
+        code = os.waitstatus_to_exitcode(status) if status else 0
+        how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        if self._shutting_down:
+            self.log.debug(f"rib process exited ({how})", pid=pid)
+            return
+        delay = rib.backoff.next_delay(ran)
+        rib.restarts += 1
+        self.log.warning(f"rib process exited ({how}) after {ran:.1f}s, restarting in {delay:g}s",
+                         pid=pid, restart_in=delay)
+        rib.restart_handle = self._loop.call_later(delay, self._start_rib)
+
+    async def _stop_rib(self) -> None:
+        rib = self.rib
+        if rib is None:
+            return
+        if rib.restart_handle is not None:
+            rib.restart_handle.cancel()
+            rib.restart_handle = None
+        if rib.pid is None:
+            return
+        try:
+            os.kill(rib.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        end = time.monotonic() + self.shutdown_timeout
+        killed = False
+        while rib.pid is not None:
+            try:
+                pid, status = os.waitpid(rib.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = rib.pid, 0
+            if pid:
+                self._rib_exited(status)
+                break
+            if time.monotonic() > end:
+                if killed:
+                    self.log.error("rib process could not be reaped", pid=rib.pid)
+                    rib.pid = None
+                    break
+                self.log.warning("rib process did not stop in time, killing it", pid=rib.pid)
+                try:
+                    os.kill(rib.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                killed = True
+                end = time.monotonic() + REAP_TIMEOUT
+            await asyncio.sleep(0.02)
+
+    def _child_setup(self, me: Optional[_Worker], my_sup_end: Optional[socket.socket],
+                     comm: Optional[str] = None) -> None:
+        """In a freshly forked worker (or the RIB process: ``me`` None): drop everything that
+        belongs to the supervisor."""
         signal.set_wakeup_fd(-1)
         try:                                             # "rserver-w3" in ps/top (comm)
             with open("/proc/self/comm", "w") as f:
-                f.write(f"rserver-w{me.index}")
+                f.write(comm or f"rserver-w{me.index}")
         except OSError:
             pass
         # a terminal's Ctrl-C (SIGINT) and SIGHUP reach the whole process group: the workers
@@ -328,7 +475,8 @@ class Supervisor:
             signal.signal(sig, signal.SIG_DFL)
         for sig in (signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
-        my_sup_end.close()
+        if my_sup_end is not None:
+            my_sup_end.close()
         if self._pid_fd is not None:                     # the lock belongs to the supervisor
             os.close(self._pid_fd)
             self._pid_fd = None
@@ -438,7 +586,15 @@ class Supervisor:
         return hand_over
 
     def _reap(self) -> None:
-        """Collect every exited worker (SIGCHLD, channel EOF or the periodic poll)."""
+        """Collect every exited worker (SIGCHLD, channel EOF or the periodic poll) and the RIB."""
+        rib = self.rib
+        if rib is not None and rib.pid is not None:
+            try:
+                pid, status = os.waitpid(rib.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = rib.pid, 0
+            if pid:
+                self._rib_exited(status)
         for w in self.workers:
             if w.pid is None:
                 continue
