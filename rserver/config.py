@@ -46,7 +46,7 @@ class MaxPrefix(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ipv4: Optional[int] = None               # limit on accepted IPv4 prefixes (None: no limit)
     ipv6: Optional[int] = None
     action: Literal["shutdown", "restart", "warn"] = "shutdown"
-    restart_after: int = 15                  # minutes, for action = "restart"
+    restart_after: float = 15                # minutes (fractions allowed), for action = "restart"
     warn_percent: int = 90                   # log a warning when this share of the limit is reached
 
 
@@ -246,7 +246,9 @@ def _resolve(file: str, i: int, entry: NeighborEntry, groups: dict[str, Neighbor
         if lim is not None:
             _check_range(file, f"{where}.max_prefix.{fam}", lim, 1, 10_000_000, "a prefix count")
     _check_range(file, f"{where}.max_prefix.warn_percent", mp.warn_percent, 1, 100, "a percentage")
-    _check_range(file, f"{where}.max_prefix.restart_after", mp.restart_after, 1, 10080, "minutes")
+    if not (0.01 <= mp.restart_after <= 10080):
+        raise ConfigError(file, f"{where}.max_prefix.restart_after",
+                          f"expected minutes (0.01..10080), got {mp.restart_after}")
     if len(values["md5_password"]) > 80:
         # TCP_MD5SIG_MAXKEYLEN is 80 bytes (linux/tcp.h)
         raise ConfigError(file, f"{where}.md5_password", "at most 80 characters (TCP_MD5SIG_MAXKEYLEN)")

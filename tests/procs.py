@@ -62,3 +62,16 @@ def kill_pid(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def comm(pid: int) -> str:
+    """The process name (rserver names its children "rserver-w<i>" and "rserver-rib")."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def worker_children(pid: int) -> list[int]:
+    """The session-worker children of a supervisor (not its RIB process)."""
+    return [k for k in children(pid) if comm(k).startswith("rserver-w")]

@@ -69,6 +69,8 @@ as = 64503
     ('[[neighbor]]\naddress = "127.0.1.1"\nas = 1\nmax_prefix = { action = "explode" }', "neighbor[0].max_prefix.action",
      "expected one of 'shutdown', 'restart', 'warn'"),
     ('[[neighbor]]\naddress = "127.0.1.1"\nas = 1\nholdtime = 5', "neighbor[0]", "unknown field `holdtime`"),
+    ('[[neighbor]]\naddress = "127.0.1.1"\nas = 1\nmax_prefix = { restart_after = 0 }',
+     "neighbor[0].max_prefix.restart_after", "expected minutes (0.01..10080)"),
     ('[[neighbor]]\naddress = "127.0.1.1"\nas = 1\n[[neighbor]]\naddress = "127.0.1.1"\nas = 2',
      "neighbor[1].address", "already neighbor[0]"),
 ])
@@ -79,6 +81,12 @@ def test_errors_name_file_field_and_expectation(body, field, words):
     assert exc.value.field == field
     assert words in exc.value.message
     assert str(exc.value).startswith(f"rs.toml: {field}: ")
+
+
+def test_restart_after_takes_fractional_minutes():
+    cfg = config.loads(BASE + '[[neighbor]]\naddress = "127.0.1.1"\nas = 1\n'
+                       'max_prefix = { ipv4 = 10, action = "restart", restart_after = 0.5 }', "a.toml")
+    assert cfg.neighbors[0].max_prefix.restart_after == 0.5
 
 
 def test_global_errors():

@@ -110,13 +110,6 @@ class Worker:
         self.senders: dict[int, Any] = {}               # peer id -> RouteSender (Established peers)
         self._gr_negotiated: dict[int, bool] = {}       # peer id -> GR negotiated in its session
         self.rib_status: dict[int, dict] = {}           # last RibPeerStatus per peer id
-        if "max_prefix_restart" not in self.runner_options:
-            env = os.environ.get("RSERVER_TEST_MAX_PREFIX_RESTART")   # seconds; tests only
-            if env:
-                try:
-                    self.runner_options["max_prefix_restart"] = max(0.01, float(env))
-                except ValueError:
-                    pass
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -21,10 +21,8 @@ Process model
   worker channel it inherits), restarted with the same back-off when it dies (the workers are
   then told ``RibRestarted``: they re-announce their Established sessions and re-fetch the
   routes), and stopped *last* on SIGTERM (after the workers, so their final batches land).
-  Workers learn its endpoint and their peer ids from ``PeerAdd``. Whether it runs:
-  ``rib=True/False``; by default (``None``) only when the environment has ``RSERVER_RIB=1``
-  (for now: the process-counting tests and the interop harness expect one child per
-  worker; see docs/rib-process.md).
+  Workers learn its endpoint and their peer ids from ``PeerAdd``. It always runs, except
+  for tests of the process machinery that pass ``rib=False``.
 """
 from __future__ import annotations
 
@@ -148,21 +146,15 @@ class _RibSlot:
 
 
 
-def rib_enabled_by_env() -> bool:
-    return os.environ.get("RSERVER_RIB", "").strip().lower() in ("1", "on", "yes", "true")
-
-
 class Supervisor:
     """Runs rserver's processes for one configuration; ``run()`` blocks until a signal."""
 
     def __init__(self, config: Config, worker_main: Optional[WorkerMain] = None,
                  log_format: Optional[str] = None, log_level: Optional[str] = None,
                  log: Optional[Log] = None, shutdown_timeout: float = SHUTDOWN_TIMEOUT,
-                 backoff: Callable[[], Backoff] = Backoff, rib: Optional[bool] = None,
+                 backoff: Callable[[], Backoff] = Backoff, rib: bool = True,
                  rib_main: Optional[Callable[..., None]] = None):
         self.config = config
-        if rib is None:
-            rib = rib_enabled_by_env()
         self._worker_main = worker_main
         self._rib_main = rib_main
         self.log_format = log_format or config.global_.log_format

@@ -12,7 +12,7 @@ import pytest
 
 from tests.control.helpers import Ctl, read_notification, wait_status
 from tests.supervisor.test_main import (  # noqa: F401 - supervisor is a fixture
-    PEERS, BgpPeer, children, make_config, supervisor, wait_for,
+    PEERS, BgpPeer, make_config, supervisor, wait_for, worker_children,
 )
 
 pytest.importorskip("rserver.session.worker")
@@ -249,7 +249,7 @@ def test_workers_hold_no_control_socket(tmp_path, supervisor):
         assert mon.data("monitor")
         assert ctl.data("summary")
         os.kill(old, signal.SIGKILL)                 # restarted while two clients are connected
-        new = wait_for(lambda: [k for k in children(sup.pid) if k != old] or None, "the new worker")
+        new = wait_for(lambda: [k for k in worker_children(sup.pid) if k != old] or None, "the new worker")
         sup.seen.update(new)
         ev = _events(mon, lambda e: e["reason"] == "worker exited" or e["new_state"] == "active", "events")
         assert ev

@@ -24,7 +24,7 @@ from typing import Callable, Optional
 
 import pytest
 
-from tests.procs import alive as pid_alive, children, free_port  # noqa: F401 - re-exported
+from tests.procs import alive as pid_alive, children, free_port, worker_children  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[2]
 RS_ADDR = "127.0.0.1"
@@ -352,13 +352,14 @@ connect_retry = 1
         return out
 
     def workers(self) -> list[int]:
-        return children(self.proc.pid) if self.proc else []
+        """The session workers (not the RIB process)."""
+        return worker_children(self.proc.pid) if self.proc else []
 
     def stop(self) -> Optional[int]:
-        """SIGTERM and wait (bounded); also kills any worker left behind (a failure anyway)."""
+        """SIGTERM and wait (bounded); also kills any child left behind (a failure anyway)."""
         if self.proc is None:
             return None
-        kids = self.workers()
+        kids = children(self.proc.pid)
         code = stop_process(self.proc, bound=10.0)
         for k in kids:
             if pid_alive(k):

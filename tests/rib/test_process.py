@@ -289,7 +289,7 @@ ipv6 = false
     log = tmp_path / "rserver.log"
     with open(log, "wb") as f:
         proc = subprocess.Popen([sys.executable, "-m", "rserver", "run", "-c", str(conf), "--log-level", "info"],
-                                stdout=f, stderr=subprocess.STDOUT, env=dict(os.environ, RSERVER_RIB="1"),
+                                stdout=f, stderr=subprocess.STDOUT, env=dict(os.environ),
                                 cwd=str(Path(__file__).parents[2]))
     seen: set[int] = set()
 

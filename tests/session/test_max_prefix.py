@@ -1,12 +1,11 @@
 """Max-prefix end to end: ``python -m rserver run`` (supervisor + RIB process + real session
 workers) and scripted BGP peers on loopback announcing more prefixes than their limit.
 
-One rserver (RSERVER_RIB=1: with the RIB process) runs four neighbors, one per action:
+One rserver (with its RIB process) runs four neighbors, one per action:
   127.0.1.1  ipv4 limit 100, shutdown: NOTIFICATION 6/1 with data 0001 01 00000064, stays
              down (connections refused) until ``neighbor up`` over the control socket;
   127.0.1.2  ipv4 limit 100, restart: the same NOTIFICATION, then the session comes back by
-             itself (restart_after is minutes in the config; the test-only environment
-             variable RSERVER_TEST_MAX_PREFIX_RESTART=1 makes it one second);
+             itself (restart_after is in minutes, fractions allowed: 0.0167 is one second);
   127.0.1.3  ipv4 limit 100, warn: the session stays Established, a warning is logged;
   127.0.1.4  ipv4 limit 1000 / ipv6 limit 50, shutdown: 500 IPv4 prefixes are fine, 51 IPv6
              prefixes are not: data 0002 01 00000032 (the families are counted apart).
@@ -178,7 +177,7 @@ max_prefix = {{ ipv4 = 100, action = "shutdown" }}
 address = "{B}"
 as = 64502
 ipv6 = false
-max_prefix = {{ ipv4 = 100, action = "restart", restart_after = 1 }}
+max_prefix = {{ ipv4 = 100, action = "restart", restart_after = 0.0167 }}
 
 [[neighbor]]
 address = "{C}"
@@ -192,7 +191,7 @@ as = 64504
 max_prefix = {{ ipv4 = 1000, ipv6 = 50, action = "shutdown" }}
 """)
     log = tmp / "rserver.log"
-    env = dict(os.environ, RSERVER_TEST_MAX_PREFIX_RESTART="1", RSERVER_RIB="1")
+    env = dict(os.environ)
     with open(log, "wb") as f:
         proc = subprocess.Popen([sys.executable, "-m", "rserver", "run", "-c", str(conf), "--log-level", "info"],
                                 stdout=f, stderr=subprocess.STDOUT, env=env, cwd=str(Path(__file__).parents[2]))

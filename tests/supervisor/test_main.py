@@ -23,7 +23,7 @@ from rserver.bus import channel
 from rserver.bus.messages import Connection, PeerAdd, PeerEvent, Shutdown, ShutdownDone, WorkerReady
 from rserver.config import loads
 from rserver.supervisor.main import Backoff, Supervisor, assign_workers
-from tests.procs import alive, children, free_port, kill_pid  # noqa: F401 - re-exported for other tests
+from tests.procs import alive, children, free_port, kill_pid, worker_children  # noqa: F401 - re-exported
 
 PEERS = ["127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4", "127.0.1.5"]
 STRANGER = "127.0.1.99"
@@ -160,7 +160,7 @@ class Running:
 
     def workers(self, n: int) -> list[int]:
         def ready():
-            kids = children(self.pid)
+            kids = worker_children(self.pid)
             return kids if len(kids) == n and (self.run_dir / "rserver.pid").exists() else None
         kids = wait_for(ready, f"{n} worker processes")
         self.seen.update(kids)
@@ -245,7 +245,7 @@ def test_one_worker_per_neighbor_and_clean_sigterm(tmp_path, supervisor):
     # SIGHUP (reload, not implemented yet) must neither kill the supervisor nor its workers
     os.kill(sup.pid, signal.SIGHUP)
     wait_for(lambda: "SIGHUP received" in sup.log(), "the SIGHUP warning in the log")
-    assert sup.proc.exitcode is None and sorted(children(sup.pid)) == sorted(kids)
+    assert sup.proc.exitcode is None and sorted(worker_children(sup.pid)) == sorted(kids)
 
     assert sup.stop() == 0
     for a, p in peers.items():
@@ -297,12 +297,12 @@ def test_killed_worker_is_restarted_and_only_its_peer_notices(tmp_path, supervis
 
     os.kill(pid_a, signal.SIGKILL)
     assert a.closed()                                # the dead worker's connection is gone
-    new = wait_for(lambda: [k for k in children(sup.pid) if k not in (pid_a, pid_b)] or None,
+    new = wait_for(lambda: [k for k in worker_children(sup.pid) if k not in (pid_a, pid_b)] or None,
                    "the restarted worker")
     sup.seen.update(new)
     b.sock.sendall(b"still there?\n")                # the other worker never noticed
     assert b.line() == "still there?"
-    assert pid_b in children(sup.pid)
+    assert pid_b in worker_children(sup.pid)
 
     a2 = sup.connect(PEERS[0])                       # the new worker got its PeerAdd again
     assert a2.line() == f"pid={new[0]} peer={PEERS[0]} peers={PEERS[0]}"
