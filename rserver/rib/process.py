@@ -286,7 +286,10 @@ class RibProcess:
         limit = p.limit(afi)
         if not limit:
             return
-        count = p.tables[afi].count_prefixes()
+        # paths, not distinct prefixes: len() is O(1), while count_prefixes() rebuilds a table
+        # when ADD-PATH path ids are present, too costly per batch; with ADD-PATH the limit
+        # therefore bounds paths (as BIRD's import limit counts routes)
+        count = len(p.tables[afi])
         mp = p.max_prefix
         warn_at = max(1, limit * mp.warn_percent // 100)
         if count >= warn_at and not p.warned[afi]:
