@@ -351,6 +351,23 @@ connect_retry = 1
                     pass
         return out
 
+    def show_neighbor(self, addr: str) -> dict:
+        """``rserver show neighbor ADDR -j`` over the control socket ({} if it did not answer)."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        try:
+            r = subprocess.run([sys.executable, "-m", "rserver", "show", "neighbor", addr, "-j",
+                                "-s", str(self.run_dir / "rserver.sock")],
+                               capture_output=True, text=True, timeout=10, env=env)
+        except subprocess.TimeoutExpired:
+            return {}
+        if r.returncode != 0 or not r.stdout.strip():
+            return {}
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return {}
+
     def workers(self) -> list[int]:
         """The session workers (not the RIB process)."""
         return worker_children(self.proc.pid) if self.proc else []
