@@ -323,28 +323,9 @@ class Supervisor:
         if self._shutting_down:
             return
         sup_end, wrk_end = channel.channel_pair()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:                                     # the child: never returns
-            code = 0
-            try:
-                self._child_setup(w, sup_end)
-                self._worker_main(wrk_end, log_format=self.log_format, log_level=self.log_level)
-            except BaseException:                        # noqa: BLE001 - report, then exit
-                code = 1
-                try:
-                    import traceback
-                    traceback.print_exc()
-                except BaseException:                     # noqa: BLE001
-                    pass
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                except BaseException:                     # noqa: BLE001
-                    pass
-                os._exit(code)
+        pid = self._fork_child(lambda: self._child_setup(w, sup_end),
+                               lambda: self._worker_main(wrk_end, log_format=self.log_format,
+                                                         log_level=self.log_level))
         wrk_end.close()
         sup_end.setblocking(False)
         w.pid = pid
@@ -359,6 +340,34 @@ class Supervisor:
                                   peer_id=self.peer_ids.get(n.address, 0) if endpoint else 0,
                                   rib_endpoint=endpoint, worker_index=w.index))
 
+    def _fork_child(self, setup: Callable[[], None], body: Callable[[], None]) -> int:
+        """Fork; in the child run ``setup`` then ``body`` and exit with 0, or 1 after printing
+        the traceback. The child never returns into the supervisor's code (``os._exit``).
+        Returns the child's pid in the parent."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid != 0:
+            return pid
+        code = 0
+        try:
+            setup()
+            body()
+        except BaseException:                            # noqa: BLE001 - report, then exit
+            code = 1
+            try:
+                import traceback
+                traceback.print_exc()
+            except BaseException:                         # noqa: BLE001
+                pass
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except BaseException:                         # noqa: BLE001
+                pass
+            os._exit(code)
+
     # --- the RIB process --------------------------------------------------------------------
 
     def _start_rib(self) -> None:
@@ -367,28 +376,9 @@ class Supervisor:
         rib.restart_handle = None
         if self._shutting_down:
             return
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:                                     # the child: never returns
-            code = 0
-            try:
-                self._child_setup(None, None, comm="rserver-rib")
-                self._rib_main(rib.endpoint, log_format=self.log_format, log_level=self.log_level)
-            except BaseException:                        # noqa: BLE001 - report, then exit
-                code = 1
-                try:
-                    import traceback
-                    traceback.print_exc()
-                except BaseException:                     # noqa: BLE001
-                    pass
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                except BaseException:                     # noqa: BLE001
-                    pass
-                os._exit(code)
+        pid = self._fork_child(lambda: self._child_setup(None, None, comm="rserver-rib"),
+                               lambda: self._rib_main(rib.endpoint, log_format=self.log_format,
+                                                      log_level=self.log_level))
         rib.pid = pid
         rib.started_at = time.monotonic()
         self.log.info("rib process started", pid=pid, endpoint=rib.endpoint)
