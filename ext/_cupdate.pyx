@@ -545,9 +545,11 @@ cdef int merge_as4(const uchar* a, Py_ssize_t an, const uchar* b, Py_ssize_t bn,
     return 0
 
 
-cdef inline bint martian4(const uchar* nh) noexcept nogil:
-    """0.0.0.0, 127/8, 224/4, 240/4 incl. 255.255.255.255 (RFC 4271 §6.3)."""
-    return nh[0] == 127 or nh[0] >= 224 or (nh[0] == 0 and nh[1] == 0 and nh[2] == 0 and nh[3] == 0)
+cdef inline bint martian4(const uchar* nh, bint loopback_ok) noexcept nogil:
+    """0.0.0.0, 127/8, 224/4, 240/4 incl. 255.255.255.255 (RFC 4271 §6.3); 127/8 is not
+    one with `loopback_ok` (CodecContext.loopback_next_hop, labs on loopback)."""
+    return ((nh[0] == 127 and not loopback_ok) or nh[0] >= 224
+            or (nh[0] == 0 and nh[1] == 0 and nh[2] == 0 and nh[3] == 0))
 
 
 cdef inline uchar* put_tlv(uchar* o, uint8_t flags, uint8_t t, const uchar* v, Py_ssize_t n) noexcept nogil:
@@ -597,7 +599,7 @@ cdef class _Decoder:
     cdef list problems
     cdef list eor
     cdef uint32_t n_sets
-    cdef bint as4, ap4, ap6, ebgp
+    cdef bint as4, ap4, ap6, ebgp, lo_nh
     # per-message canonical parts: flags (without Extended Length), value pointer, length
     cdef uint8_t cflag[256]
     cdef const uchar* cptr[256]
@@ -918,7 +920,7 @@ cdef class _Decoder:
                 if alen != 4:
                     self.prob(ACT_WITHDRAW, 3, 5, buf + a0, ve - a0, t, mi, R_NEXTHOP_LENGTH)
                     taw = True
-                elif martian4(buf + v):
+                elif martian4(buf + v, self.lo_nh):
                     self.prob(ACT_WITHDRAW, 3, 8, buf + a0, ve - a0, t, mi, R_NEXTHOP_MARTIAN)
                     taw = True
                 else:
@@ -1025,7 +1027,7 @@ cdef class _Decoder:
                 if mp_count < 0:
                     return Problem(ACT_RESET, 3, 9, mkbytes(buf + a0, ve - a0), t, mi, R_MP_REACH_MALFORMED)
                 mp_nh = buf + v + 4
-                if nhl == 4 and not flags_bad and mp_count and martian4(mp_nh):
+                if nhl == 4 and not flags_bad and mp_count and martian4(mp_nh, self.lo_nh):
                     self.prob(ACT_WITHDRAW, 3, 8, buf + a0, ve - a0, t, mi, R_NEXTHOP_MARTIAN)
                     taw = True
                 has_mp_reach = True
@@ -1257,6 +1259,7 @@ def decode_updates(buf, ctx):
     dec.ap4 = bool(ctx.addpath_rx & 1)
     dec.ap6 = bool(ctx.addpath_rx & 2)
     dec.ebgp = bool(ctx.ebgp)
+    dec.lo_nh = bool(ctx.loopback_next_hop)
     while n - pos >= 19:
         if memcmp(p + pos, MARKER16, 16) != 0:
             error = Problem(ACT_RESET, 1, 1, b"", 0, mi, R_HEADER_MARKER)

@@ -104,6 +104,7 @@ class CodecContext(msgspec.Struct, frozen=True):
     addpath_tx: int = 0         # ADDPATH_* bits: path ids present in what we send
     max_msg: int = 4096         # 65535 when extended messages are negotiated (RFC 8654)
     ebgp: bool = True           # LOCAL_PREF from an external peer is discarded (RFC 4271 §5.1.5, RFC 7606 §7.5)
+    loopback_next_hop: bool = False   # lab/test only: accept 127/8 IPv4 next hops (not martian)
 
 
 # --- problems and results ---------------------------------------------------------------

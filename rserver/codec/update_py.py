@@ -31,7 +31,9 @@ repeated here as numbered comments ``[Cn]`` next to the code that implements the
       multiple of 8"), like COMMUNITIES, CLUSTER_LIST and LARGE_COMMUNITY.
 [C7]  NEXT_HOP is ignored entirely (no checks, not in any set) when the NLRI
       field is empty (RFC 4760 §3). The martian check also applies to a 4-byte
-      IPv4 next hop received in MP_REACH_NLRI (attr = 14 in the problem).
+      IPv4 next hop received in MP_REACH_NLRI (attr = 14 in the problem). With
+      ctx.loopback_next_hop (lab setups on loopback) 127/8 is not martian; 0.0.0.0,
+      224/4 and 240/4 still are.
 [C8]  Flags: only the Optional and Transitive bits are compared (RFC 7606 §3 c).
       A conflict is treat-as-withdraw 3/4 for every known attribute that is
       processed at all (not for the ones ignored by [C5], [C7] or [C11]); the
@@ -487,10 +489,11 @@ def _merge_as4(as_segs: list, as4_segs: list) -> tuple[Optional[list], Optional[
 # ---------------------------------------------------------------------------------------
 # decoding
 # ---------------------------------------------------------------------------------------
-def _is_martian4(nh: bytes) -> bool:
-    """0.0.0.0, 127/8, 224/4 multicast, 240/4 reserved incl. 255.255.255.255 (RFC 4271 §6.3)."""
+def _is_martian4(nh: bytes, loopback_ok: bool = False) -> bool:
+    """0.0.0.0, 127/8, 224/4 multicast, 240/4 reserved incl. 255.255.255.255 (RFC 4271 §6.3).
+    With `loopback_ok` (CodecContext.loopback_next_hop, labs on loopback) 127/8 is not one."""
     a = nh[0]
-    return a == 127 or a >= 224 or nh == b"\0\0\0\0"
+    return (a == 127 and not loopback_ok) or a >= 224 or nh == b"\0\0\0\0"
 
 
 def _aligned_find(v: bytes, pat: bytes, step: int) -> bool:
@@ -529,7 +532,7 @@ _MP_CANON_HDR = {16: b"\x90\x0e\x00\x15", 32: b"\x90\x0e\x00\x25"}
 class _Decoder:
     """Output columns of one decode_updates call, and the per-message decoder."""
 
-    __slots__ = ("as4", "ap4", "ap6", "ebgp", "expect", "canon", "v4", "v6", "attr_data",
+    __slots__ = ("as4", "ap4", "ap6", "ebgp", "lo_nh", "expect", "canon", "v4", "v6", "attr_data",
                  "attr_index", "n_sets", "eor", "problems")
 
     def __init__(self, ctx: CodecContext):
@@ -537,6 +540,7 @@ class _Decoder:
         self.ap4 = bool(ctx.addpath_rx & 1)
         self.ap6 = bool(ctx.addpath_rx & 2)
         self.ebgp = bool(ctx.ebgp)
+        self.lo_nh = bool(ctx.loopback_next_hop)     # 127/8 next hops accepted (not martian)
         expect = [_UNKNOWN] * 256
         for t, f in EXPECTED_FLAGS.items():
             expect[t] = f
@@ -622,7 +626,7 @@ class _Decoder:
                 return False
             nh4 = buf[p + 3:p + 7]
             a = nh4[0]
-            if a == 127 or a >= 224 or nh4 == b"\0\0\0\0":     # martian
+            if (a == 127 and not self.lo_nh) or a >= 224 or nh4 == b"\0\0\0\0":     # martian
                 return False
             p += 7
 
@@ -943,7 +947,7 @@ class _Decoder:
                 else:
                     nh4 = buf[v:ve]
                     a = nh4[0]
-                    if a == 127 or a >= 224 or (a == 0 and nh4 == b"\0\0\0\0"):
+                    if (a == 127 and not self.lo_nh) or a >= 224 or (a == 0 and nh4 == b"\0\0\0\0"):
                         probs.append(Problem(ACTION_WITHDRAW, 3, 8, buf[a0:ve], t, mi, R_NEXTHOP_MARTIAN))
                         taw = True
                     elif flags != 0x40:
@@ -1044,7 +1048,7 @@ class _Decoder:
                 if tails is None:
                     return Problem(ACTION_RESET, 3, 9, buf[a0:ve], t, mi, R_MP_REACH_MALFORMED)
                 nh = buf[v + 4:v + 4 + nhl]
-                if nhl == 4 and (flags & 0xC0) == 0x80 and tails and _is_martian4(nh):   # [C7] [C8]
+                if nhl == 4 and (flags & 0xC0) == 0x80 and tails and _is_martian4(nh, self.lo_nh):   # [C7] [C8]
                     probs.append(Problem(ACTION_WITHDRAW, 3, 8, buf[a0:ve], t, mi, R_NEXTHOP_MARTIAN))
                     taw = True
                 mp_reach = (afi, nh, tails)

@@ -334,15 +334,18 @@ def process_open(open_msg: OpenLike, settings: LocalSettings) -> Union[Negotiate
     return err if err is not None else negotiate(open_msg, settings)
 
 
-def codec_context(neg: Negotiated) -> CodecContext:
-    """The codec's view of a negotiated session (rserver/codec/layout.py)."""
+def codec_context(neg: Negotiated, *, loopback_next_hop: bool = False) -> CodecContext:
+    """The codec's view of a negotiated session (rserver/codec/layout.py).
+
+    ``loopback_next_hop`` is not negotiated: it is the server's [global] setting of that
+    name (labs on loopback: 127/8 next hops are not martian)."""
     def bits(fams: Sequence[Family]) -> int:
         out = 0
         for f in fams:
             out |= _ADDPATH_BIT.get(f, 0)
         return out
     return CodecContext(as4=neg.as4, addpath_rx=bits(neg.addpath_rx), addpath_tx=bits(neg.addpath_tx),
-                        max_msg=neg.max_message, ebgp=neg.ebgp)
+                        max_msg=neg.max_message, ebgp=neg.ebgp, loopback_next_hop=bool(loopback_next_hop))
 
 
 def build_open(settings: LocalSettings) -> Open:

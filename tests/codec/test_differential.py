@@ -76,6 +76,7 @@ contexts = st.builds(
     addpath_tx=st.integers(0, 3),
     max_msg=st.sampled_from([4096, 4096, 65535, 1024, 300, 120]),
     ebgp=st.booleans(),
+    loopback_next_hop=st.booleans(),
 )
 
 
@@ -140,7 +141,8 @@ def attribute_list(draw, ctx: CodecContext, has_nlri: bool):
         add(2, 0x40, path_value(draw(segments(as4)), width))
     if has_nlri and draw(st.integers(0, 19)):
         nh = draw(st.one_of(st.binary(min_size=4, max_size=4),
-                            st.sampled_from([bytes([192, 0, 2, 1]), bytes([10, 0, 0, 1])])))
+                            st.sampled_from([bytes([192, 0, 2, 1]), bytes([10, 0, 0, 1]),
+                                             bytes([127, 0, 1, 1])])))      # 127/8: ctx.loopback_next_hop
         add(3, 0x40, nh)
     if draw(st.booleans()):
         add(4, 0x80, struct.pack("!I", draw(st.integers(0, 0xFFFFFFFF))))
@@ -238,7 +240,10 @@ def valid_message(draw, ctx: CodecContext):
         else:
             nh = draw(st.sampled_from([16, 32]))
             pfx = draw(v6_prefixes(ap6))
-        val = struct.pack("!HBB", afi, 1, nh) + draw(st.binary(min_size=nh, max_size=nh)) + b"\0" + pfx
+        nhv = draw(st.binary(min_size=nh, max_size=nh))
+        if nh == 4 and draw(st.integers(0, 3)) == 0:
+            nhv = draw(st.sampled_from([bytes([127, 0, 1, 1]), bytes(4), bytes([224, 0, 0, 1])]))
+        val = struct.pack("!HBB", afi, 1, nh) + nhv + b"\0" + pfx
         attrs.append((14, attr(0x80, 14, val, draw(st.booleans()))))
         if draw(st.integers(0, 3)) == 0:
             upfx = draw(v6_prefixes(ap6) if afi == 2 else v4_prefixes(ap4))
@@ -667,6 +672,29 @@ REASON_CASES = {
                                       + attr(0xC0, 17, path_value([(2, [70000])], 4)), nlri=_NLRI)),
     "mp-unsupported-family": (_AS4, update(attrs=attr(0x80, 15, b"\x00\x03\x01"))),
 }
+
+
+_LOOP = CodecContext(loopback_next_hop=True)
+
+
+@pytest.mark.parametrize("ctx, nh, martian", [
+    (_AS4, b"\x7f\x00\x01\x01", True),
+    (_LOOP, b"\x7f\x00\x01\x01", False),
+    (_LOOP, b"\x7f\xff\xff\xff", False),
+    (_LOOP, bytes(4), True),
+    (_LOOP, b"\xe0\x00\x00\x01", True),
+    (_LOOP, b"\xf0\x00\x00\x01", True),
+    (_LOOP, b"\xff\xff\xff\xff", True),
+])
+def test_loopback_next_hop_identical(ctx, nh, martian):
+    """ctx.loopback_next_hop: 127/8 next hops (NEXT_HOP and 4-byte MP_REACH) are not
+    martian, the others still are; both backends alike."""
+    for msg in (update(attrs=_O + _P + attr(0x40, 3, nh), nlri=_NLRI),
+                update(attrs=_O + _P + attr(0x80, 14, b"\x00\x01\x01\x04" + nh + b"\x00" + _NLRI))):
+        batch = same_decode(msg, ctx)
+        assert ("nexthop-martian" in [p.reason for p in batch.problems]) is martian
+        assert batch.n_attrsets == (0 if martian else 1)
+        check_encoders(batch, ctx)
 
 
 def test_reason_cases_cover_every_reason():

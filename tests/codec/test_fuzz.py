@@ -175,7 +175,8 @@ def test_encode_decode_roundtrip(backend, data):
     ctx = data.draw(contexts)
     b = backend.decode_updates(data.draw(valid_stream(ctx)), ctx)
     ectx = data.draw(contexts)
-    dctx = CodecContext(as4=ectx.as4, addpath_rx=ectx.addpath_tx, max_msg=ectx.max_msg, ebgp=ctx.ebgp)
+    dctx = CodecContext(as4=ectx.as4, addpath_rx=ectx.addpath_tx, max_msg=ectx.max_msg, ebgp=ctx.ebgp,
+                        loopback_next_hop=ctx.loopback_next_hop)
     for afi, col, rs in ((1, b.v4, 13), (2, b.v6, 25)):
         try:
             wire = backend.encode_batch(b.attr_data, b.attr_index, col, afi, ectx)

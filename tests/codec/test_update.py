@@ -46,6 +46,7 @@ MARKER = b"\xff" * 16
 CTX = CodecContext()                                 # 4-octet AS, eBGP, 4096
 CTX2 = CodecContext(as4=False)                       # 2-octet AS peer
 IBGP = CodecContext(ebgp=False)
+LOOP = CodecContext(loopback_next_hop=True)           # lab on loopback: 127/8 next hops
 
 
 # ---------------------------------------------------------------------------------------
@@ -597,6 +598,46 @@ def test_mp_ipv4_martian_next_hop(backend):
     b = backend.decode_updates(update(attrs=a), CTX)
     assert b.problems == [P(ACTION_WITHDRAW, 3, 8, a[13:], 14, "nexthop-martian")]
     assert b.v4 == rec4(NO_ATTR, 0, 24, 10)
+
+
+NH_127_0_1_1 = b"\x40\x03\x04\x7f\x00\x01\x01"       # NEXT_HOP 127.0.1.1
+
+
+def test_loopback_next_hop_martian_by_default(backend):
+    b = backend.decode_updates(update(attrs=ORIGIN_IGP + ASP_65001 + NH_127_0_1_1, nlri=P24), CTX)
+    assert b.problems == [P(ACTION_WITHDRAW, 3, 8, NH_127_0_1_1, 3, "nexthop-martian")]
+    assert b.v4 == rec4(NO_ATTR, 0, 24, 10) and b.n_attrsets == 0
+
+
+@pytest.mark.parametrize("nh", [b"\x7f\x00\x01\x01", b"\x7f\x00\x00\x01", b"\x7f\xff\xff\xff"])
+def test_loopback_next_hop_accepted_with_flag(backend, nh):
+    a = ORIGIN_IGP + ASP_65001 + b"\x40\x03\x04" + nh
+    b = backend.decode_updates(update(attrs=a, nlri=P24), LOOP)
+    assert b.problems == []
+    assert b.v4 == rec4(0, 0, 24, 10) and b.n_attrsets == 1
+    assert blob(b) == a                  # canonical as received, the next hop kept
+
+
+@pytest.mark.parametrize("nh", [b"\x00\x00\x00\x00", b"\xe0\x00\x00\x01", b"\xf0\x00\x00\x01",
+                                b"\xff\xff\xff\xff"])
+def test_loopback_flag_keeps_other_martians(backend, nh):
+    a = b"\x40\x03\x04" + nh
+    b = backend.decode_updates(update(attrs=ORIGIN_IGP + ASP_65001 + a, nlri=P24), LOOP)
+    assert b.problems == [P(ACTION_WITHDRAW, 3, 8, a, 3, "nexthop-martian")]
+    assert b.v4 == rec4(NO_ATTR, 0, 24, 10)
+    m = ORIGIN_IGP + ASP_65001 + mp_reach(1, nh, P24)
+    b = backend.decode_updates(update(attrs=m), LOOP)
+    assert b.problems == [P(ACTION_WITHDRAW, 3, 8, m[13:], 14, "nexthop-martian")]
+    assert b.v4 == rec4(NO_ATTR, 0, 24, 10)
+
+
+def test_mp_ipv4_loopback_next_hop(backend):
+    a = ORIGIN_IGP + ASP_65001 + mp_reach(1, b"\x7f\x00\x01\x01", P24)
+    b = backend.decode_updates(update(attrs=a), CTX)
+    assert b.problems == [P(ACTION_WITHDRAW, 3, 8, a[13:], 14, "nexthop-martian")]
+    b = backend.decode_updates(update(attrs=a), LOOP)
+    assert b.problems == [] and b.v4 == rec4(0, 0, 24, 10) and b.n_attrsets == 1
+    assert b"\x7f\x00\x01\x01" in blob(b)
 
 
 def test_med_local_pref_lengths(backend):
@@ -1183,7 +1224,7 @@ def test_round_trip_withdraw(backend, case):
 def test_decoding_never_raises(backend, data):
     """Input from a peer never raises: mutate valid messages at random."""
     ctx = CodecContext(as4=data.draw(st.booleans()), addpath_rx=data.draw(st.integers(0, 3)),
-                       ebgp=data.draw(st.booleans()))
+                       ebgp=data.draw(st.booleans()), loopback_next_hop=data.draw(st.booleans()))
     base = data.draw(st.sampled_from([
         update(attrs=BASE + b"\xc0\x08\x04\x00\x01\x00\x02", nlri=P24),
         update(withdrawn=b"\x08\x0a", attrs=mp_reach(2, V6NH, P6_32) + mp_unreach(2, P6_48) + BASE[:13]),
@@ -1284,7 +1325,7 @@ def _near_canonical(draw):
     type order with their canonical flags, now and then a bad value, a martian next hop,
     AS 0, an Extended Length bit or a Partial bit, or one structured mutation."""
     ctx = CodecContext(ebgp=draw(st.booleans()), addpath_rx=draw(st.integers(0, 3)),
-                       max_msg=65535)
+                       max_msg=65535, loopback_next_hop=draw(st.booleans()))
     ap4, ap6 = bool(ctx.addpath_rx & 1), bool(ctx.addpath_rx & 2)
     rare = st.integers(0, 40).map(lambda k: k == 0)
     out = []
@@ -1301,7 +1342,8 @@ def _near_canonical(draw):
         path[-1] = 0                                   # AS 0 (RFC 7607)
     add(2, 0x40, path_value(draw(segments(True)), 4) if draw(st.booleans()) else seg(2, *path))
     if kind == "v4":
-        nh = draw(st.sampled_from([b"\xc0\x00\x02\x01", b"\x0a\x00\x00\x01", b"\x80\x01\x02\x03"]))
+        nh = draw(st.sampled_from([b"\xc0\x00\x02\x01", b"\x0a\x00\x00\x01", b"\x80\x01\x02\x03",
+                                   b"\x7f\x00\x01\x01"]))     # 127/8: martian unless loopback_next_hop
         add(3, 0x40, draw(st.sampled_from([bytes(4), b"\x7f\x00\x00\x01", b"\xe0\x00\x00\x05"]))
             if draw(rare) else nh)                     # martian (RFC 4271 §6.3)
     optional = [
@@ -1377,6 +1419,9 @@ MP6 = attr(0x90, 14, b"\x00\x02\x01\x10" + bytes(15) + b"\x01" + b"\x00"
     (update(attrs=BASE + attr(0xE0, 8, b"\xfd\xe9\x00\x01"), nlri=P24), CTX, False),  # Partial
     (update(attrs=BASE + MP6), CTX, False),                                     # [C7]
     (update(attrs=BASE, nlri=b"\x21\x0a\x00\x00\x00\x00"), CTX, False),         # /33
+    (update(attrs=ORIGIN_IGP + ASP_65001 + b"\x40\x03\x04\x7f\x00\x01\x01", nlri=P24), CTX, False),  # martian
+    (update(attrs=ORIGIN_IGP + ASP_65001 + b"\x40\x03\x04\x7f\x00\x01\x01", nlri=P24), LOOP, True),
+    (update(attrs=ORIGIN_IGP + ASP_65001 + b"\x40\x03\x04\xe0\x00\x00\x01", nlri=P24), LOOP, False),
 ])
 def test_pure_fast_path_takes_the_common_layouts(m, ctx, taken):
     took, fast_state, general_state, error = _fast_and_general(m, ctx)

@@ -62,6 +62,30 @@ def test_seed000_open_negotiates():
     assert codec_context(res) == CodecContext(as4=True, addpath_rx=0, addpath_tx=0, max_msg=4096, ebgp=True)
 
 
+def test_codec_context_loopback_next_hop_propagates():
+    """[global] loopback_next_hop is not negotiated: codec_context takes it as given, and a
+    PeerRunner of a server with loopback_next_hop = true decodes with the flag."""
+    from rserver.config import BUILTIN, GlobalConfig, NeighborConfig
+    from rserver.session.fsm import SessionUp
+    from rserver.session.peer import PeerRunner
+
+    res = process_open(seed_open(), local())
+    assert codec_context(res).loopback_next_hop is False
+    on = codec_context(res, loopback_next_hop=True)
+    assert on == CodecContext(as4=True, addpath_rx=0, addpath_tx=0, max_msg=4096, ebgp=True,
+                              loopback_next_hop=True)
+    for flag in (False, True):
+        g = GlobalConfig(local_as=4200000002, router_id="0.0.0.2", listen=("127.0.0.1",), port=179,
+                         run_dir="/tmp", log_format="human", log_level="info", session_workers=0,
+                         loopback_next_hop=flag)
+        n = NeighborConfig(address="127.0.1.1", asn=4200000001, name="r1", description="", group=None,
+                           **BUILTIN)
+        r = PeerRunner(n, g)
+        r._session_up(SessionUp(conn="c1", negotiated=res))
+        assert r.ctx == codec_context(res, loopback_next_hop=flag)
+        assert r.ctx.loopback_next_hop is flag
+
+
 def test_seed000_addpath_receive_means_we_may_send():
     # the peer can receive path ids for v4; if we can send them, we send them (RFC 7911 §4)
     res = process_open(seed_open(), local(addpath=((1, 1, ADDPATH_SEND),)))
