@@ -101,6 +101,44 @@ of the prefix's first change (several changes of a prefix coalesced)::
 LOCCHG4_SIZE = 53, LOCCHG6_SIZE = 65; new best none = the prefix has no candidate left.
 ``dump_best()``: ``plen · addr · best · second`` per prefix (BEST4_SIZE 29, BEST6_SIZE 41).
 See the class docstring for the rest of the API and docs/rib.md for the design.
+
+Export kernels (RFC 7947 route server export)
+---------------------------------------------
+Pure twin: ``rserver/rib/export_py.py`` (byte-identical; ``gather`` / ``lookup_best`` take the
+table as first argument there). C loops over the packed columns, no Python object per record
+(dicts / bytes are built per distinct output key only). Peer idx = the LocRib peer index; a
+*member bitmap* is bytes-like, bit ``idx & 7`` of byte ``idx >> 3`` set = member (an idx
+beyond its length is not). NO_PEER = NONE = 0xFFFFFFFF. Output prefix records carry path_id 0
+unless said otherwise. ``recv(m, best, second) := best if best.peer != m else second`` (what
+client m is sent, RFC 7947 §2.3.2.1); a none triple is all 0xFF (attr NO_ATTR, peer NONE).
+
+* ``export_split(locchg, afi, members) -> (general, special)``: per LOCCHG record (ob/os old
+  best/second, nb/ns new), E = the members among {ob.peer, nb.peer}; its key is (NONE, NONE),
+  (x, NONE) or (min, max). If ob.attr != nb.attr, ``general[key]`` gets
+  ``record(nb.attr, plen, addr)`` (NO_ATTR when the prefix is gone): what every member not
+  in E sees. For each m in E, if recv(m, ob, os).attr != recv(m, nb, ns).attr,
+  ``special[m]`` gets ``record(recv(m, nb, ns).attr)``. Dicts of bytes (no empty value),
+  records in input order, keys in order of first appearance. Two passes (count per key in
+  a small C hash map, then one bytes per key written through a C cursor).
+* ``select_for(best_col, afi, client, withdraw_none=False) -> bytes``: per BEST record,
+  t = recv(client, best, second): ``record(t.attr)`` if present, else ``record(NO_ATTR)``
+  with withdraw_none, else nothing. client = NONE: no exclusion.
+* ``LocRib.lookup_best(keys) -> bytes`` (and ``lookup_best(locrib, keys)``): one BEST record
+  per prefix record of ``keys`` (attr_idx, path_id ignored), in input order, best/second
+  all 0xFF when the prefix is absent (software-pipelined probes).
+* ``AttrTable.gather(records, afi) -> (attr_data, attr_index, local_records)``: records
+  with global attr ids (each (path_id, plen, addr) at most once) reordered for
+  ``rserver.codec.encode_batch``: withdrawals first (input order), then the announcements
+  grouped by id in order of first appearance (stable), attr_idx rewritten to the dense
+  local index; attr_data = the blobs in local order, attr_index = their ATTR_RECs with
+  ``off`` rebased into attr_data. An id that is not live -> ValueError before anything.
+  Per-id scratch (generation mark + local index) lives in the AttrTable: O(records + ids).
+* ``addpath_map(records, afi, src_idx, changes=False) -> (bytes, max_pid)``: prefix records
+  (AdjRibIn.dump() format) or Changes (``changes=True``) -> prefix records with the (new)
+  attr id and ``path_id = (pid & 0xFFF) << 20 | (src_idx & 0xFFFFF)``; max_pid = the largest
+  input path id (0 for no input; the caller warns when >= 4096).
+
+All validate afi and column lengths (ValueError).
 """
 from libc.string cimport memcpy, memset, memcmp
 from libc.stdlib cimport malloc, realloc, free, calloc, qsort
@@ -225,6 +263,11 @@ cdef struct ASlot:
     uint32_t flags      # F_PENDING
 
 
+cdef struct GMark:          # AttrTable.gather() scratch, per id
+    uint32_t stamp
+    uint32_t local
+
+
 cdef class AttrTable:
     """Interned attribute sets: canonical blob -> dense u32 id, with reference counts."""
 
@@ -240,6 +283,9 @@ cdef class AttrTable:
     cdef uint32_t* pend         # pending list (ids that may be at refcount 0); slots_cap entries
     cdef uint32_t n_pend
     cdef size_t blob_bytes      # sum of malloc'd 96 + len
+    cdef GMark* g_mark          # gather(): per id, the call that saw it last and its local index
+    cdef uint32_t g_cap
+    cdef uint32_t g_gen
 
     def __cinit__(self):
         self.ht_cap = 1024
@@ -258,6 +304,7 @@ cdef class AttrTable:
         free(self.ht)
         free(self.free_ids)
         free(self.pend)
+        free(self.g_mark)
 
     # ---- C internals -----------------------------------------------------------------
     cdef inline bint live(self, uint32_t aid) noexcept nogil:
@@ -513,7 +560,129 @@ cdef class AttrTable:
         """malloc'd bytes: slot array, hash table, id lists, and every ATTR_REC + blob
         (requested sizes; the allocator adds ~16 bytes per blob)."""
         return (self.slots_cap * sizeof(ASlot) + self.ht_cap * 4 + self.slots_cap * 8
-                + self.blob_bytes)
+                + self.blob_bytes + <size_t>self.g_cap * 8)
+
+    # ---- export ------------------------------------------------------------------------
+    def gather(self, records, int afi):
+        """(attr_data, attr_index, local_records) for rserver.codec.encode_batch from prefix
+        records carrying global attr ids (module doc, "Export kernels")."""
+        cdef const uchar[::1] mv = as_view(records)
+        cdef const uchar* r = buf_ptr(mv)
+        cdef Py_ssize_t n = mv.shape[0], nrec, i
+        cdef int rs
+        cdef uint32_t aid, k = 0, j, gen, c
+        cdef size_t pos, wpos = 0, total = 0, off = 0
+        cdef uint32_t* ids = NULL
+        cdef uint32_t* cur = NULL
+        cdef const uchar* p
+        cdef uchar* q
+        cdef uchar* o
+        cdef uchar* d
+        cdef uchar* ix
+        cdef ASlot* s
+        cdef GMark* gm
+        cdef bytes out_rec, out_data, out_index
+        if afi != 1 and afi != 2:
+            raise ValueError(f"afi must be 1 or 2, not {afi}")
+        rs = 13 if afi == 1 else 25
+        if n % rs:
+            raise ValueError(f"records length {n} is not a multiple of {rs}")
+        nrec = n // rs
+        for i in range(nrec):
+            aid = rs_ld32(r + i * rs)
+            if aid != C_NO_ATTR and not self.live(aid):
+                raise ValueError(f"record {i}: attr id {aid} is not live")
+        if self.g_cap < self.n_slots:
+            free(self.g_mark)
+            self.g_cap = 0
+            self.g_mark = <GMark*>calloc(self.slots_cap, sizeof(GMark))
+            if self.g_mark == NULL:
+                raise MemoryError()
+            self.g_cap = self.slots_cap
+            self.g_gen = 0
+        self.g_gen += 1
+        if self.g_gen == 0:                     # wrapped: forget every old mark
+            memset(self.g_mark, 0, <size_t>self.g_cap * sizeof(GMark))
+            self.g_gen = 1
+        gen = self.g_gen
+        ids = <uint32_t*>malloc((nrec + 1) * 4)
+        cur = <uint32_t*>malloc((nrec + 1) * 4)
+        try:
+            if ids == NULL or cur == NULL:
+                raise MemoryError()
+            # pass 1: local ids in order of first appearance, records per id (the mark and
+            # slot of record i+16 prefetched)
+            for i in range(nrec):
+                if i + PF_DIST < nrec:
+                    aid = rs_ld32(r + (i + PF_DIST) * rs)
+                    if aid != C_NO_ATTR:
+                        rs_prefetch(&self.g_mark[aid])
+                        rs_prefetch(&self.slots[aid])
+                aid = rs_ld32(r + i * rs)
+                if aid == C_NO_ATTR:
+                    wpos += 1
+                    continue
+                gm = &self.g_mark[aid]
+                if gm.stamp != gen:
+                    gm.stamp = gen
+                    gm.local = k
+                    ids[k] = aid
+                    cur[k] = 0
+                    total += self.slots[aid].len
+                    k += 1
+                cur[gm.local] += 1
+            # start of each group (withdrawals first)
+            pos = wpos
+            for j in range(k):
+                c = cur[j]
+                cur[j] = pos
+                pos += c
+            # pass 2: place the records
+            out_rec = PyBytes_FromStringAndSize(NULL, n)
+            o = <uchar*>PyBytes_AS_STRING(out_rec)
+            wpos = 0
+            for i in range(nrec):
+                p = r + i * rs
+                if i + PF_DIST < nrec:
+                    aid = rs_ld32(p + PF_DIST * rs)
+                    if aid != C_NO_ATTR:
+                        rs_prefetch(&self.g_mark[aid])
+                    if i + PF_DIST // 2 < nrec:
+                        aid = rs_ld32(p + (PF_DIST // 2) * rs)
+                        if aid != C_NO_ATTR:
+                            rs_prefetch(o + <size_t>cur[self.g_mark[aid].local] * rs)
+                aid = rs_ld32(p)
+                if aid == C_NO_ATTR:
+                    q = o + wpos * rs
+                    wpos += 1
+                    memcpy(q, p, rs)
+                else:
+                    j = self.g_mark[aid].local
+                    q = o + <size_t>cur[j] * rs
+                    cur[j] += 1
+                    memcpy(q, p, rs)
+                    rs_st32(q, j)
+            out_data = PyBytes_FromStringAndSize(NULL, total)
+            out_index = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>k * REC_SIZE)
+            d = <uchar*>PyBytes_AS_STRING(out_data)
+            ix = <uchar*>PyBytes_AS_STRING(out_index)
+            for j in range(k):
+                if j + PF_DIST < k:
+                    rs_prefetch(&self.slots[ids[j + PF_DIST]])
+                if j + PF_DIST // 2 < k:
+                    s = &self.slots[ids[j + PF_DIST // 2]]
+                    rs_prefetch(s.mem)
+                    rs_prefetch(s.mem + 64)
+                    rs_prefetch(s.mem + 128)
+                s = &self.slots[ids[j]]
+                memcpy(d + off, s.mem + REC_SIZE, s.len)
+                memcpy(ix + <size_t>j * REC_SIZE, s.mem, REC_SIZE)
+                rs_st32(ix + <size_t>j * REC_SIZE, <uint32_t>off)
+                off += s.len
+        finally:
+            free(ids)
+            free(cur)
+        return out_data, out_index, out_rec
 
 
 # ======================================================================================
@@ -1607,6 +1776,73 @@ cdef class LocRib:
             o += bs
         return out
 
+    def lookup_best(self, keys):
+        """plen · addr · best · second (dump_best layout) for each prefix record of ``keys``
+        (attr_idx and path_id ignored), in input order; best/second all 0xFF when absent."""
+        cdef const uchar[::1] mv = as_view(keys)
+        cdef const uchar* r = buf_ptr(mv)
+        cdef Py_ssize_t n = mv.shape[0], nrec, i
+        cdef int alen = self.alen, rs = 9 + self.alen, bs = self.best_size
+        cdef const uchar* p
+        cdef const uchar* q
+        cdef uchar* o
+        cdef PSlot* s
+        cdef size_t pos
+        cdef bint found
+        cdef Trip b, c
+        cdef uint64_t hr[PF_DIST]
+        cdef PSlot* sr[PF_DIST]
+        cdef bytes out
+        if n % rs:
+            raise ValueError(f"keys length {n} is not a multiple of {rs}")
+        nrec = n // rs
+        for i in range(nrec):
+            if r[i * rs + 8] > self.maxlen:
+                raise ValueError(f"key {i}: prefix length {r[i * rs + 8]} > {self.maxlen}")
+        out = PyBytes_FromStringAndSize(NULL, nrec * bs)
+        o = <uchar*>PyBytes_AS_STRING(out)
+        # software pipelining: slot of key i+16 hashed and prefetched, key i+8 probed and
+        # its best/second candidates prefetched, key i emitted
+        for i in range(min(nrec, PF_DIST)):
+            p = r + i * rs
+            hr[i] = lr_hash(p[8], p + 9, alen)
+            rs_prefetch(&self.t[hr[i] & self.mask])
+        for i in range(min(nrec, PF_DIST // 2)):
+            p = r + i * rs
+            pos = lr_probe_h(self.t, self.mask, hr[i], p[8], p + 9, alen, &found)
+            sr[i] = &self.t[pos] if found and self.t[pos].n else NULL
+        for i in range(nrec):
+            p = r + i * rs
+            if i + PF_DIST // 2 < nrec:
+                q = p + (PF_DIST // 2) * rs
+                pos = lr_probe_h(self.t, self.mask, hr[(i + PF_DIST // 2) & (PF_DIST - 1)], q[8],
+                                 q + 9, alen, &found)
+                s = &self.t[pos] if found and self.t[pos].n else NULL
+                sr[(i + PF_DIST // 2) & (PF_DIST - 1)] = s
+                if s != NULL:
+                    if s.best >= 0:
+                        rs_prefetch(&s.c[s.best])
+                    if s.second >= 0:
+                        rs_prefetch(&s.c[s.second])
+            if i + PF_DIST < nrec:
+                q = p + PF_DIST * rs
+                hr[i & (PF_DIST - 1)] = lr_hash(q[8], q + 9, alen)
+                s = &self.t[hr[i & (PF_DIST - 1)] & self.mask]
+                rs_prefetch(s)
+                rs_prefetch(<uchar*>s + sizeof(PSlot) - 1)
+            s = sr[i & (PF_DIST - 1)]
+            o[0] = p[8]
+            memcpy(o + 1, p + 9, alen)
+            if s == NULL:
+                memset(o + 1 + alen, 0xFF, 24)
+            else:
+                b = slot_trip(s, s.best)
+                c = slot_trip(s, s.second)
+                put_trip(o + 1 + alen, &b)
+                put_trip(o + 13 + alen, &c)
+            o += bs
+        return out
+
     def __len__(self):
         return self.count
 
@@ -1621,3 +1857,290 @@ cdef class LocRib:
         return (self.cap * sizeof(PSlot) + self.cand_bytes
                 + self.da_cap * sizeof(DAttr) + self.peers_cap * sizeof(PeerInfo)
                 + self.scr_cap * 8)
+
+
+# ======================================================================================
+# Export kernels (module doc, "Export kernels"; pure twin rserver/rib/export_py.py)
+# ======================================================================================
+cdef inline void put_prefix(uchar* w, uint32_t attr, const uchar* key, int alen) noexcept nogil:
+    """A prefix record (attr, path_id 0, plen, addr) from plen · addr at ``key``."""
+    rs_st32(w, attr)
+    rs_st32(w + 4, 0)
+    w[8] = key[0]
+    if alen == 4:
+        rs_st32(w + 9, rs_ld32(key + 1))
+    else:
+        memcpy(w + 9, key + 1, 16)
+
+
+cdef struct KEnt:
+    uint64_t key
+    size_t count
+    uchar* w                # write cursor into the key's output bytes
+
+
+cdef struct KMap:           # tiny insertion-ordered map u64 -> dense entry index
+    uint32_t* ht            # entry index + 1, 0 = empty
+    size_t mask
+    KEnt* e
+    size_t n
+    size_t ecap
+
+
+cdef int kmap_init(KMap* m) except -1:
+    m.mask = 15
+    m.ht = <uint32_t*>calloc(16, 4)
+    m.ecap = 8
+    m.e = <KEnt*>malloc(8 * sizeof(KEnt))
+    m.n = 0
+    if m.ht == NULL or m.e == NULL:
+        raise MemoryError()
+    return 0
+
+
+cdef void kmap_free(KMap* m) noexcept nogil:
+    free(m.ht)
+    free(m.e)
+    m.ht = NULL
+    m.e = NULL
+
+
+cdef inline size_t kmap_slot(KMap* m, uint64_t key) noexcept nogil:
+    cdef size_t i = rs_mix64(key) & m.mask
+    while m.ht[i] and m.e[m.ht[i] - 1].key != key:
+        i = (i + 1) & m.mask
+    return i
+
+
+cdef Py_ssize_t kmap_get(KMap* m, uint64_t key) except -1:
+    """Index of key's entry, created (count 0) when absent."""
+    cdef size_t i = kmap_slot(m, key), j, nc
+    cdef uint32_t* nh
+    cdef KEnt* ne
+    if m.ht[i]:
+        return m.ht[i] - 1
+    if m.n == m.ecap:
+        ne = <KEnt*>realloc(m.e, 2 * m.ecap * sizeof(KEnt))
+        if ne == NULL:
+            raise MemoryError()
+        m.e = ne
+        m.ecap *= 2
+    m.e[m.n].key = key
+    m.e[m.n].count = 0
+    m.e[m.n].w = NULL
+    m.ht[i] = m.n + 1
+    m.n += 1
+    if 2 * m.n > m.mask:
+        nc = 2 * (m.mask + 1)
+        nh = <uint32_t*>calloc(nc, 4)
+        if nh == NULL:
+            raise MemoryError()
+        free(m.ht)
+        m.ht = nh
+        m.mask = nc - 1
+        for j in range(m.n):
+            m.ht[kmap_slot(m, m.e[j].key)] = j + 1
+    return m.n - 1
+
+
+cdef inline bint is_member(const uchar* mb, size_t nmb, uint32_t idx) noexcept nogil:
+    return (idx >> 3) < nmb and (mb[idx >> 3] >> (idx & 7)) & 1
+
+
+def export_split(locchg, int afi, members):
+    """Split LocRib.update output into what every member sees (``general``, keyed by the
+    members among the old/new best's peers) and what those members see (``special``, keyed
+    by member idx): two dicts of packed prefix records (module doc, "Export kernels")."""
+    cdef const uchar[::1] mv = as_view(locchg)
+    cdef const uchar[::1] bm = as_view(members)
+    cdef const uchar* r = buf_ptr(mv)
+    cdef const uchar* mb = buf_ptr(bm)
+    cdef size_t nmb = bm.shape[0]
+    cdef Py_ssize_t n = mv.shape[0], nrec, i, gi, si0, si1
+    cdef int alen, osz, rs
+    cdef const uchar* p
+    cdef const uchar* t
+    cdef uint32_t nbp, nba, nsa, obp, oba, osa, e1, e2, lo, hi, o, nn, m
+    cdef uint64_t key, gkey_last = 0, skey_last = 0
+    cdef Py_ssize_t gidx_last = -1, sidx_last = -1
+    cdef int32_t* slot = NULL
+    cdef KMap G, S
+    cdef KEnt* e
+    cdef bytes b
+    cdef dict general = {}, special = {}
+    cdef int k
+    if afi != 1 and afi != 2:
+        raise ValueError(f"afi must be 1 or 2, not {afi}")
+    alen = 4 if afi == 1 else 16
+    osz = 1 + alen + 48
+    rs = 9 + alen
+    if n % osz:
+        raise ValueError(f"locchg length {n} is not a multiple of {osz}")
+    nrec = n // osz
+    if nrec == 0:
+        return general, special
+    G.ht = NULL
+    G.e = NULL
+    S.ht = NULL
+    S.e = NULL
+    slot = <int32_t*>malloc(nrec * 3 * sizeof(int32_t))
+    try:
+        if slot == NULL:
+            raise MemoryError()
+        kmap_init(&G)
+        kmap_init(&S)
+        # pass 1: the output key(s) of each record, counts per key
+        for i in range(nrec):
+            p = r + i * osz
+            t = p + 1 + alen
+            nbp = rs_ld32(t)
+            nba = rs_ld32(t + 8)
+            nsa = rs_ld32(t + 20)
+            obp = rs_ld32(t + 24)
+            oba = rs_ld32(t + 32)
+            osa = rs_ld32(t + 44)
+            e1 = obp if is_member(mb, nmb, obp) else C_NO_PEER
+            e2 = nbp if is_member(mb, nmb, nbp) else C_NO_PEER
+            if e1 == e2:
+                e2 = C_NO_PEER
+            lo = e1 if e1 < e2 else e2
+            hi = e2 if e1 < e2 else e1
+            gi = -1
+            if oba != nba:
+                key = (<uint64_t>lo << 32) | hi
+                if gidx_last < 0 or key != gkey_last:
+                    gidx_last = kmap_get(&G, key)
+                    gkey_last = key
+                gi = gidx_last
+                G.e[gi].count += 1
+            si0 = -1
+            si1 = -1
+            for k in range(2):
+                m = lo if k == 0 else hi
+                if m == C_NO_PEER:
+                    continue
+                o = oba if obp != m else osa
+                nn = nba if nbp != m else nsa
+                if o == nn:
+                    continue
+                key = m
+                if sidx_last < 0 or key != skey_last:
+                    sidx_last = kmap_get(&S, key)
+                    skey_last = key
+                S.e[sidx_last].count += 1
+                if k == 0:
+                    si0 = sidx_last
+                else:
+                    si1 = sidx_last
+            slot[3 * i] = <int32_t>gi
+            slot[3 * i + 1] = <int32_t>si0
+            slot[3 * i + 2] = <int32_t>si1
+        # one bytes object per key (in order of first appearance)
+        for i in range(<Py_ssize_t>G.n):
+            e = &G.e[i]
+            b = PyBytes_FromStringAndSize(NULL, e.count * rs)
+            e.w = <uchar*>PyBytes_AS_STRING(b)
+            lo = <uint32_t>(e.key >> 32)
+            hi = <uint32_t>e.key
+            general[(lo, hi)] = b
+        for i in range(<Py_ssize_t>S.n):
+            e = &S.e[i]
+            b = PyBytes_FromStringAndSize(NULL, e.count * rs)
+            e.w = <uchar*>PyBytes_AS_STRING(b)
+            special[<uint32_t>e.key] = b
+        # pass 2: write the records
+        for i in range(nrec):
+            p = r + i * osz
+            t = p + 1 + alen
+            gi = slot[3 * i]
+            if gi >= 0:
+                e = &G.e[gi]
+                put_prefix(e.w, rs_ld32(t + 8), p, alen)
+                e.w += rs
+            for k in range(2):
+                gi = slot[3 * i + 1 + k]
+                if gi < 0:
+                    continue
+                e = &S.e[gi]
+                m = <uint32_t>e.key
+                put_prefix(e.w, rs_ld32(t + 8) if rs_ld32(t) != m else rs_ld32(t + 20), p, alen)
+                e.w += rs
+    finally:
+        free(slot)
+        kmap_free(&G)
+        kmap_free(&S)
+    return general, special
+
+
+def select_for(best_col, int afi, uint32_t client, bint withdraw_none=False):
+    """Prefix records (path_id 0) of what ``client`` is sent from BEST records: the best
+    unless it is the client's own, then the second; nothing (or a withdrawal with
+    ``withdraw_none``) when that is none. client = NO_PEER: no exclusion."""
+    cdef const uchar[::1] mv = as_view(best_col)
+    cdef const uchar* r = buf_ptr(mv)
+    cdef Py_ssize_t n = mv.shape[0], nrec, i, k = 0
+    cdef int alen, bs, rs
+    cdef const uchar* p
+    cdef uint32_t a
+    cdef uchar* o
+    cdef bytes out
+    if afi != 1 and afi != 2:
+        raise ValueError(f"afi must be 1 or 2, not {afi}")
+    alen = 4 if afi == 1 else 16
+    bs = 1 + alen + 24
+    rs = 9 + alen
+    if n % bs:
+        raise ValueError(f"best_col length {n} is not a multiple of {bs}")
+    nrec = n // bs
+    if withdraw_none:
+        k = nrec
+    else:
+        for i in range(nrec):
+            p = r + i * bs + 1 + alen
+            a = rs_ld32(p + 8) if rs_ld32(p) != client else rs_ld32(p + 20)
+            k += a != C_NO_ATTR
+    out = PyBytes_FromStringAndSize(NULL, k * rs)
+    o = <uchar*>PyBytes_AS_STRING(out)
+    for i in range(nrec):
+        p = r + i * bs
+        a = rs_ld32(p + 9 + alen) if rs_ld32(p + 1 + alen) != client else rs_ld32(p + 21 + alen)
+        if a != C_NO_ATTR or withdraw_none:
+            put_prefix(o, a, p, alen)
+            o += rs
+    return out
+
+
+def lookup_best(LocRib locrib not None, keys):
+    """``locrib.lookup_best(keys)`` (the same call shape as the pure twin)."""
+    return locrib.lookup_best(keys)
+
+
+def addpath_map(records, int afi, uint32_t src_idx, bint changes=False):
+    """(prefix records, max input path id): attr_idx = the (new) attr id, path_id =
+    (pid & 0xFFF) << 20 | (src_idx & 0xFFFFF), for ADD-PATH send clients."""
+    cdef const uchar[::1] mv = as_view(records)
+    cdef const uchar* r = buf_ptr(mv)
+    cdef Py_ssize_t n = mv.shape[0], nrec, i
+    cdef int rs, isz
+    cdef const uchar* p
+    cdef uchar* o
+    cdef uint32_t pid, maxp = 0, low = src_idx & 0xFFFFF
+    cdef bytes out
+    if afi != 1 and afi != 2:
+        raise ValueError(f"afi must be 1 or 2, not {afi}")
+    rs = 13 if afi == 1 else 25
+    isz = rs + 4 if changes else rs
+    if n % isz:
+        raise ValueError(f"records length {n} is not a multiple of {isz}")
+    nrec = n // isz
+    out = PyBytes_FromStringAndSize(NULL, nrec * rs)
+    o = <uchar*>PyBytes_AS_STRING(out)
+    for i in range(nrec):
+        p = r + i * isz
+        pid = rs_ld32(p + 4)
+        if pid > maxp:
+            maxp = pid
+        memcpy(o, p, rs)
+        rs_st32(o + 4, ((pid & 0xFFF) << 20) | low)
+        o += rs
+    return out, maxp
