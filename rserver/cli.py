@@ -3,15 +3,17 @@
     rserver run -c FILE [--check] [--log-format human|json] [--log-level LEVEL]
     rserver show summary [-j]                 \
     rserver show neighbor X [-j]               |  over the control socket (docs/control.md):
+    rserver show rib [PREFIX | for IP] [--longer|--shorter] [--detail] [--in|--out X] [-4|-6] [-j]
     rserver neighbor X up|down|clear|refresh   |  -s/--socket PATH, or -c FILE (its run_dir),
             [--reason TEXT] [-j]               |  default ./run/rserver.sock, then
-    rserver monitor [-j]                      /   /run/rserver/rserver.sock
+    rserver monitor [-j]                       |  /run/rserver/rserver.sock
+    rserver reload [-j]                       /
 
 ``run`` stays in the foreground until SIGTERM/SIGINT (docs/sessions.md). ``--check`` only
 validates the configuration: exit 0 with a one-line summary, or exit 2 with the error
 (``file: field: expectation``) on stderr. A bad configuration never starts anything.
 The control verbs exit 0 on success, 1 when the server is not running (the message names
-the socket) or answers with an error (unknown neighbor, ...).
+the socket) or answers with an error (unknown neighbor, a refused reload, ...).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import click
 from .config import Config, ConfigError, load
 
 __all__ = ["main", "cli", "summary", "EXIT_CONFIG", "format_summary", "format_neighbor", "format_event",
-           "fmt_duration"]
+           "fmt_duration", "format_reload", "format_rib"]
 
 EXIT_CONFIG = 2
 
@@ -73,7 +75,7 @@ def run(config_path: str, check: bool, log_format: Optional[str], log_level: Opt
     fmt = log_format or cfg.global_.log_format
     level = log_level or cfg.global_.log_level
     configure(fmt, level)
-    sup = Supervisor(cfg, log_format=fmt, log_level=level)
+    sup = Supervisor(cfg, log_format=log_format, log_level=log_level)   # None: the file (reload follows it)
     sys.exit(sup.run())
 
 
@@ -258,6 +260,128 @@ def show_metrics(socket_path: Optional[str], config_path: Optional[str], as_json
     _json(data) if as_json else click.echo(data["text"], nl=False)
 
 
+_ORIGIN_CODE = {"IGP": "i", "EGP": "e", "INCOMPLETE": "?"}
+
+
+def _flags(p: dict) -> str:
+    return ("s" if p.get("stale") else " ") + "*" + (">" if p.get("best") else "2" if p.get("second") else " ")
+
+
+def format_rib(d: dict, detail: bool = False) -> str:
+    """show rib as text: a bgpctl-like table, or with ``detail`` every attribute per path."""
+    out: list[str] = []
+    table = d.get("table", "loc-rib")
+    if table != "loc-rib":
+        out.append(f"{table} of {d.get('neighbor')}")
+    routes = d.get("routes") or []
+    if not detail:
+        out.append("flags: * valid, > best, 2 second best (sent to the best's neighbor), s stale; "
+                   "origin: i IGP, e EGP, ? incomplete")
+        head = ("flags", "prefix", "nexthop", "neighbor", "MED", "LP", "AS path / origin")
+        rows = []
+        for r in routes:
+            for p in r.get("paths", []):
+                path = p.get("as_path") or ""
+                rows.append((_flags(p), r["prefix"], p.get("next_hop") or "-", p.get("neighbor") or "-",
+                             _n(p.get("med")), _n(p.get("local_pref")),
+                             (path + " " if path else "") + _ORIGIN_CODE.get(p.get("origin") or "", "-")))
+        if rows:
+            widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+            for row in [head] + rows:
+                out.append("  ".join(c.rjust(w) if i in (4, 5) else c.ljust(w)
+                                     for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+    else:
+        for r in routes:
+            out.append(f"{r['prefix']} (IPv{r.get('afi')}), {len(r.get('paths', []))} path(s)")
+            for p in r.get("paths", []):
+                name = p.get("neighbor_name")
+                who = p.get("neighbor") or "unknown source"
+                if name and name != who:
+                    who += f" ({name})"
+                out.append(f"  {_flags(p).strip() or '*'} from {who}"
+                           + (f" AS{p['peer_as']}" if p.get("peer_as") is not None else "")
+                           + f", path id {p.get('path_id', 0)}" + (", stale" if p.get("stale") else ""))
+                if p.get("explain"):
+                    out.append(f"      decision: {p['explain']}")
+                out.append(f"      origin {p.get('origin') or '-'}, AS path {p.get('as_path') or '(empty)'}")
+                nh = p.get("next_hop") or "-"
+                if p.get("next_hop_ll"):
+                    nh += f" (link-local {p['next_hop_ll']})"
+                out.append(f"      next hop {nh}, MED {_n(p.get('med'))}, local pref {_n(p.get('local_pref'))}")
+                for key, label in (("communities", "communities"), ("large_communities", "large communities"),
+                                   ("ext_communities", "ext communities"), ("cluster_list", "cluster list")):
+                    if p.get(key):
+                        out.append(f"      {label} {' '.join(map(str, p[key]))}")
+                extra = []
+                if p.get("atomic_aggregate"):
+                    extra.append("atomic-aggregate")
+                if p.get("aggregator"):
+                    extra.append(f"aggregator AS{p['aggregator'].get('asn')} {p['aggregator'].get('address')}")
+                if p.get("otc") is not None:
+                    extra.append(f"OTC {p['otc']}")
+                if p.get("originator_id"):
+                    extra.append(f"originator id {p['originator_id']}")
+                if p.get("unknown"):
+                    extra.append("unknown attribute type(s) " + ",".join(map(str, p["unknown"])))
+                if extra:
+                    out.append("      " + ", ".join(extra))
+            out.append("")
+    if d.get("note"):
+        out.append(str(d["note"]))
+    if not routes:
+        out.append("no routes")
+    elif d.get("truncated"):
+        out.append(f"... truncated after {d.get('count', len(routes))} prefix(es): narrow the query "
+                   "or raise --limit")
+    return "\n".join(out).rstrip("\n")
+
+
+@show.command("rib")
+@click.argument("what", nargs=-1)
+@click.option("--longer", "match", flag_value="longer", help="The prefix and every more specific one.")
+@click.option("--shorter", "match", flag_value="shorter", help="The prefix and every less specific one.")
+@click.option("--detail", is_flag=True, help="Every attribute per path, and why it is (not) the best.")
+@click.option("--in", "in_", metavar="NEIGHBOR", default=None, help="What NEIGHBOR sent us (its Adj-RIB-In).")
+@click.option("--out", "out", metavar="NEIGHBOR", default=None, help="What NEIGHBOR was sent (its Adj-RIB-Out).")
+@click.option("-4", "afi", flag_value=4, type=int, help="IPv4 only.")
+@click.option("-6", "afi", flag_value=6, type=int, help="IPv6 only.")
+@click.option("--limit", type=click.IntRange(1, 100000), default=1000, show_default=True,
+              help="At most this many prefixes.")
+@_socket_options
+@_json_option
+def show_rib(what: tuple, match: Optional[str], detail: bool, in_: Optional[str], out: Optional[str],
+             afi: Optional[int], limit: int, socket_path: Optional[str], config_path: Optional[str],
+             as_json: bool) -> None:
+    """Routes: show rib [PREFIX | for IP] [--longer|--shorter] [--detail] [--in|--out NEIGHBOR].
+
+    Without PREFIX: the whole Loc-RIB (or the neighbor's table), up to --limit prefixes.
+    'for IP' is the longest match of an address."""
+    args: dict = {"detail": detail, "limit": limit}
+    words = list(what)
+    if words and words[0] == "for":
+        if len(words) != 2:
+            raise click.UsageError("'for' takes one address: show rib for IP")
+        args["for"] = words[1]
+    elif len(words) == 1:
+        args["prefix"] = words[0]
+    elif words:
+        raise click.UsageError("give one PREFIX, or 'for IP'")
+    if match:
+        if "prefix" not in args:
+            raise click.UsageError(f"--{match} needs a PREFIX")
+        args["match"] = match
+    if in_ is not None and out is not None:
+        raise click.UsageError("--in and --out exclude each other")
+    if in_ is not None:
+        args["in"] = in_
+    if out is not None:
+        args["out"] = out
+    if afi is not None:
+        args["afi"] = afi
+    data = _call(socket_path, config_path, "rib", args)
+    _json(data) if as_json else click.echo(format_rib(data, detail))
+
+
 @cli.command("neighbor")
 @click.argument("neighbor")
 @click.argument("op", type=click.Choice(["up", "down", "clear", "refresh"]))
@@ -287,6 +411,55 @@ def monitor(socket_path: Optional[str], config_path: Optional[str], as_json: boo
         except ControlError as e:
             click.echo(f"rserver: {e.message}", err=True)
             sys.exit(1)
+
+
+def format_reload(d: dict) -> str:
+    """The reload reply as aligned text: one line per neighbor touched, then the rest."""
+    rows: list[tuple[str, str, str]] = []
+    changed = {c["neighbor"]: c for c in d.get("changed", [])}
+    g = d.get("global") or {}
+    for a in d.get("added", []):
+        rows.append(("added", a, "new session (waits for the peer if passive)"))
+    for a in d.get("removed", []):
+        rows.append(("removed", a, "Cease 6/3 peer de-configured"))
+    for a in d.get("reset", []):
+        c = changed.get(a)
+        why = ", ".join(c["fields"]) if c else ", ".join(x for x in g.get("changed", [])
+                                                         if x in ("local_as", "router_id"))
+        rows.append(("reset", a, f"Cease 6/6 other configuration change ({why})"))
+    for a, c in changed.items():
+        if c.get("reset"):
+            continue
+        what = "applied without a reset"
+        if c.get("admin") == "down":
+            what = "disabled: Cease 6/2 administrative shutdown"
+        elif c.get("admin") == "up":
+            what = "enabled: session started"
+        rows.append(("changed", a, f"{', '.join(c['fields'])}: {what}"))
+    rows.append(("unchanged", str(d.get("unchanged", 0)), "neighbor(s)"))
+    if g.get("changed"):
+        rows.append(("global", ", ".join(g["changed"]), ""))
+    if g.get("listeners_opened"):
+        rows.append(("listening", ", ".join(g["listeners_opened"]), ""))
+    if g.get("listeners_closed"):
+        rows.append(("closed", ", ".join(g["listeners_closed"]), ""))
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    out = [f"reloaded {d.get('config', '')}"]
+    out += [f"  {k:<{w0}}  {v:<{w1}}  {t}".rstrip() for k, v, t in rows]
+    return "\n".join(out)
+
+
+@cli.command("reload")
+@_socket_options
+@_json_option
+def reload_cmd(socket_path: Optional[str], config_path: Optional[str], as_json: bool) -> None:
+    """Re-read the configuration file the server was started with and apply the difference.
+
+    Exit 1, with nothing applied, when the file does not validate or changes a setting that
+    cannot change while running (run_dir, session_workers)."""
+    data = _call(socket_path, config_path, "reload")
+    _json(data) if as_json else click.echo(format_reload(data))
 
 
 def main(argv: Optional[list[str]] = None) -> None:

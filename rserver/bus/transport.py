@@ -50,7 +50,7 @@ import zmq
 from ..codec.layout import ATTR_REC_SIZE, REC4_SIZE, REC6_SIZE
 from ..log import get_logger
 from .messages import (
-    EXPORT_STREAM, Ack, ExportBatch, Probe, Resend, Resync, RibToWorker, RouteBatch, WorkerToRib,
+    EXPORT_STREAM, Ack, ExportBatch, Probe, Resend, Resync, RibQuery, RibToWorker, RouteBatch, WorkerToRib,
 )
 
 __all__ = [
@@ -786,6 +786,12 @@ class RibBus(_Endpoint):
                 s.resync(msg.reason or "requested by worker")
             else:
                 self._drop(identity, "probe on the export stream")
+            return
+        if isinstance(msg, RibQuery):
+            # a read-only query (show rib, from the control socket's DEALER): not tied to a
+            # peer, no ownership check; the RIB answers bus.send(identity, RibQueryReply(...))
+            if self.on_message is not None:
+                self.on_message(identity, msg)
             return
         if not self._owns(identity, msg.peer_id):
             self._drop(identity, "peer not owned by this worker", peer_id=msg.peer_id, type=type(msg).__name__)

@@ -21,7 +21,7 @@ import msgspec
 
 __all__ = [
     "PROTOCOL_VERSION", "MAX_LINE", "COMMANDS", "ERROR_CODES", "Request", "Reply", "Error",
-    "Event", "PeerStateEvent", "NoArgs", "NeighborArgs", "NeighborAdminArgs", "ARGS",
+    "Event", "PeerStateEvent", "NoArgs", "NeighborArgs", "NeighborAdminArgs", "RibArgs", "ARGS",
     "ProtocolError", "decode_request", "encode", "decode_reply_line",
 ]
 
@@ -40,6 +40,9 @@ ERROR_CODES = (
     "unavailable",          # the worker owning the neighbor is not running or did not answer in time
     "not-established",      # refresh asked for a session that is not Established
     "shutting-down",        # the route server is stopping
+    "config-error",         # reload: the configuration file does not validate (nothing applied)
+    "reload-refused",       # reload: a setting that cannot change while running, or a listener
+                            # that cannot be bound (nothing applied)
     "busy",                 # too many control clients connected at once (the connection is closed)
     "internal",             # a bug: the server caught an exception while handling the request
 )
@@ -116,12 +119,27 @@ class NeighborAdminArgs(_Struct):
     reason: str = ""            # RFC 9003 shutdown communication for down/clear (<= 255 bytes UTF-8)
 
 
+class RibArgs(_Struct):
+    """``rib`` (show rib): every field optional; docs/control.md, "rib"."""
+
+    afi: Optional[int] = None           # 4 or 6; null: both
+    prefix: Optional[str] = None        # "10.0.0.0/8" (a bare address is a host prefix)
+    for_: Optional[str] = msgspec.field(default=None, name="for")   # longest match of an address
+    match: Literal["exact", "longer", "shorter"] = "exact"          # with prefix
+    in_: Optional[str] = msgspec.field(default=None, name="in")     # a neighbor's Adj-RIB-In
+    out: Optional[str] = None           # a client's Adj-RIB-Out
+    detail: bool = False                # explain the decision per path
+    limit: int = 1000                   # routes (prefixes), 1..100000
+
+
 ARGS: dict[str, type] = {
     "summary": NoArgs,
     "neighbor": NeighborArgs,
     "neighbor-admin": NeighborAdminArgs,
     "monitor": NoArgs,
     "metrics": NoArgs,
+    "rib": RibArgs,
+    "reload": NoArgs,
 }
 COMMANDS = tuple(ARGS)
 

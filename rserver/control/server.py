@@ -9,7 +9,10 @@ collection from the workers is bounded by ``status_timeout``, every request by
 ``request_timeout``. A bad request gets an error reply, never an exception out of here.
 
 The ``backend`` is the Supervisor; what is used of it: ``config``, ``peer_state``,
-``shutting_down``, ``await status(address, timeout)`` and ``admin(address, op, reason)``.
+``shutting_down``, ``await status(address, timeout)``, ``admin(address, op, reason)`` and
+``reload()`` (returns the reply data or raises supervisor.main.ReloadError); ``rib.endpoint``
+for ``rib`` (show rib: a RibClient DEALER on the RIB process's bus, made at the first query;
+the reply is bounded by routes and bytes).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from ..session.sockopts import normalize_addr
 from . import metrics
 from .protocol import (
     MAX_LINE, PROTOCOL_VERSION, Error, Event, NeighborAdminArgs, NeighborArgs, PeerStateEvent,
-    ProtocolError, Reply, decode_request, encode,
+    ProtocolError, Reply, RibArgs, decode_request, encode,
 )
 
 __all__ = ["ControlServer", "SOCKET_NAME", "SOCKET_MODE", "MAX_OUTPUT", "MAX_CLIENTS"]
@@ -39,6 +42,8 @@ MAX_CLIENTS = 128               # concurrent connections; more are told "busy" a
 STATUS_TIMEOUT = 2.0            # seconds to wait for the workers' status replies
 REQUEST_TIMEOUT = 5.0           # seconds for any one request
 SHUTDOWN_TEXT_MAX = 255         # RFC 9003 §2: the length octet
+RIB_TIMEOUT = 4.0               # seconds for the RIB process to answer a show rib query
+RIB_LIMIT_MAX = 100000          # routes per rib reply (the reply is also bounded in bytes)
 
 
 def _done_text(op: str, reason: str) -> str:
@@ -75,6 +80,9 @@ class _Client:
 
 
 class ControlServer:
+    rib_client: Any = None          # RibClient, made at the first rib command (tests may set one)
+    rib_timeout: float = RIB_TIMEOUT
+
     def __init__(self, backend: Any, path: Path | str, *, log: Optional[Log] = None,
                  max_output: int = MAX_OUTPUT, max_clients: int = MAX_CLIENTS,
                  status_timeout: float = STATUS_TIMEOUT, request_timeout: float = REQUEST_TIMEOUT):
@@ -124,6 +132,9 @@ class ControlServer:
         """Stop serving, drop every client, remove the socket file."""
         if self._server is not None:
             self._server.close()
+        if self.rib_client is not None:
+            self.rib_client.close()
+            self.rib_client = None
         for c in list(self.clients):
             self._drop(c)
         for t in list(self._tasks):
@@ -151,6 +162,9 @@ class ControlServer:
         for s in socks:
             if isinstance(s, socket.socket):
                 s.close()           # the socket object, not just the fd: nothing closes it twice
+        if self.rib_client is not None:
+            self.rib_client.forget_in_child()   # the parent's ZeroMQ socket: leave it alone
+            self.rib_client = None
 
     # --- monitor ----------------------------------------------------------------------------
 
@@ -285,10 +299,22 @@ class ControlServer:
             return self._neighbor_admin(args)
         if cmd == "monitor":
             return {"events": ["peer-state"]}
+        if cmd == "rib":
+            return await self._rib(args)
+        if cmd == "reload":
+            return self._reload()
         if cmd == "metrics":
             rows = (await self._summary(detail=True))["neighbors"]
             return {"content_type": metrics.CONTENT_TYPE, "text": metrics.render(rows, __version__)}
         raise ProtocolError("unknown-command", f"unknown command {cmd!r}")   # not reached
+
+    def _reload(self) -> dict:
+        from ..supervisor.main import ReloadError
+        self.log.info("control: reload requested")
+        try:
+            return self.backend.reload()
+        except ReloadError as e:
+            raise ProtocolError(e.code, e.message) from None
 
     def _find(self, key: str):
         n = self.backend.config.neighbor(key)
@@ -360,3 +386,47 @@ class ControlServer:
                       neighbor=n.address, neighbor_name=n.name)
         return {"address": n.address, "name": n.name, "op": args.op, "reason": reason,
                 "state": state, "done": _done_text(args.op, reason)}
+
+    # --- rib (show rib) ---------------------------------------------------------------------
+
+    def _rib_client(self):
+        if self.rib_client is None:
+            slot = getattr(self.backend, "rib", None)
+            endpoint = getattr(slot, "endpoint", None)
+            if not endpoint:
+                raise ProtocolError("unavailable", "no RIB process runs (show rib needs one)")
+            from .ribclient import RibClient
+            self.rib_client = RibClient(endpoint)
+        return self.rib_client
+
+    async def _rib(self, args: RibArgs) -> dict:
+        """Ask the RIB process (docs/control.md, "rib"). The reply is bounded by ``limit``
+        routes and by bytes (``max_bytes``: what fits this client's output allowance), so a
+        big table never makes the server drop the client or hold a huge reply."""
+        from .ribclient import RibQueryError
+        if not 1 <= args.limit <= RIB_LIMIT_MAX:
+            raise ProtocolError("bad-args", f"rib: limit must be 1..{RIB_LIMIT_MAX}, not {args.limit}")
+        if args.afi is not None and args.afi not in (4, 6):
+            raise ProtocolError("bad-args", f"rib: afi must be 4 or 6, not {args.afi}")
+        if args.in_ is not None and args.out is not None:
+            raise ProtocolError("bad-args", "rib: in and out: give one or the other, not both")
+        neighbor = None
+        query: dict = {"afi": args.afi, "prefix": args.prefix, "for": args.for_, "match": args.match,
+                       "detail": args.detail, "limit": args.limit,
+                       "max_bytes": max(1024, self.max_output * 7 // 8 - 4096)}
+        for field, key in (("in", args.in_), ("out", args.out)):
+            if key is not None:
+                neighbor = self._find(key)
+                query[field] = neighbor.address
+        client = self._rib_client()
+        try:
+            return await client.query(query, timeout=min(self.rib_timeout, self.request_timeout * 0.8))
+        except RibQueryError as e:
+            if e.code == "unknown-neighbor" and neighbor is not None:
+                # configured, but the RIB has no session of it (never Established since the
+                # RIB started) or it is no export client: nothing to show
+                return {"routes": [], "truncated": False, "count": 0,
+                        "table": "adj-rib-in" if args.in_ is not None else "adj-rib-out",
+                        "neighbor": neighbor.address, "note": e.message}
+            code = e.code if e.code in ("bad-args", "unknown-neighbor", "unavailable") else "internal"
+            raise ProtocolError(code, f"rib: {e.message}") from None

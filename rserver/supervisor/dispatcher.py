@@ -44,18 +44,23 @@ class Dispatcher:
     """Accept loop over one or more listening sockets."""
 
     def __init__(self, listen: list[tuple[str, int]], router: Router, log: Optional[Log] = None):
-        self._listen = listen
+        self._listen = list(listen)
         self._router = router
         self._log = log or get_logger("dispatcher")
         self._socks: list[socket.socket] = []
+        self._keys: dict[socket.socket, tuple[str, int]] = {}     # socket -> configured (addr, port)
         self._tasks: list[asyncio.Task] = []
+        self._task_of: dict[socket.socket, asyncio.Task] = {}
+        self._closing: set[socket.socket] = set()     # removed listeners whose accept is ending
+        self._serving = False
         self._md5: dict[str, str] = {}
         self.accepted = 0
         self.rejected = 0
 
     @property
     def sockets(self) -> list[socket.socket]:
-        return list(self._socks)
+        """Every listening socket still open (a forked child closes its copies of them)."""
+        return list(self._socks) + list(self._closing)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -67,6 +72,7 @@ class Dispatcher:
             for addr, port in self._listen:
                 s = bind_listener(addr, port)
                 self._socks.append(s)
+                self._keys[s] = (addr, port)
                 self._log.debug(f"listener bind: {addr}:{s.getsockname()[1]}", listen_address=f"{addr}:{port}")
         except OSError:
             self.close()
@@ -97,14 +103,61 @@ class Dispatcher:
         if not self._socks:
             self.bind()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._accept_loop(s)) for s in self._socks]
+        self._tasks = [self._start_accept(s) for s in self._socks]
         for addr, port in self.addresses:
             self._log.info("dispatcher started", listen_address=f"{addr}:{port}")
+        self._serving = True
         try:
-            await asyncio.gather(*self._tasks)
+            # until cancelled; listeners come and go on reload (add_listener / remove_listener)
+            await loop.create_future()
         finally:
+            self._serving = False
             for t in self._tasks:
                 t.cancel()
+
+    def _start_accept(self, s: socket.socket) -> asyncio.Task:
+        t = asyncio.get_running_loop().create_task(self._accept_loop(s))
+        self._task_of[s] = t
+        return t
+
+    def add_listener(self, addr: str, port: int) -> None:
+        """Bind one more listener (reload); accepting at once if ``serve()`` is running.
+        Raises OSError when it cannot be bound (nothing is changed then)."""
+        s = bind_listener(addr, port)
+        self._socks.append(s)
+        self._keys[s] = (addr, port)
+        self._listen.append((addr, port))
+        for peer, key in self._md5.items():
+            if (s.family == socket.AF_INET) == (":" not in peer):
+                set_md5(s, peer, key)
+        if self._serving:
+            self._tasks.append(self._start_accept(s))
+        self._log.info("listener opened", listen_address=f"{addr}:{s.getsockname()[1]}")
+
+    def remove_listener(self, addr: str, port: int) -> bool:
+        """Close the listener bound for (``addr``, ``port``) (reload); accepted connections
+        are not affected. False if there is none."""
+        for s, key in list(self._keys.items()):
+            if key == (addr, port):
+                t = self._task_of.pop(s, None)
+                if t is not None:
+                    t.cancel()
+                    self._tasks = [x for x in self._tasks if x is not t]
+                self._socks.remove(s)
+                del self._keys[s]
+                if (addr, port) in self._listen:
+                    self._listen.remove((addr, port))
+                if t is None or t.done():
+                    s.close()
+                else:
+                    # close only once the cancelled accept has removed its reader: asyncio
+                    # removes it by fd number, and a closed fd is soon reused (e.g. by a new
+                    # worker's channel, whose reader would be removed instead)
+                    self._closing.add(s)
+                    t.add_done_callback(lambda _t, s=s: (self._closing.discard(s), s.close()))
+                self._log.info("listener closed", listen_address=f"{addr}:{port}")
+                return True
+        return False
 
     async def _accept_loop(self, lsock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -148,7 +201,12 @@ class Dispatcher:
             t.cancel()
         for s in self._socks:
             s.close()
+        for s in self._closing:
+            s.close()
+        self._closing = set()
         self._socks = []
+        self._keys = {}
+        self._task_of = {}
         if self._listen:
             self._log.info("dispatcher shutdown complete",
                            listen_address=",".join(f"{a}:{p}" for a, p in self._listen))

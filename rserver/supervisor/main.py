@@ -23,6 +23,16 @@ Process model
   routes), and stopped *last* on SIGTERM (after the workers, so their final batches land).
   Workers learn its endpoint and their peer ids from ``PeerAdd``. It always runs, except
   for tests of the process machinery that pass ``rib=False``.
+
+Reload (``reload()``: the control command ``reload`` and SIGHUP; docs/control.md) re-reads
+the configuration file and applies ``reload.diff(old, new)``, all or nothing: added
+neighbors get a new worker (or, at the ``session_workers`` cap, the least-loaded one) and a
+new peer id; removed ones get ``PeerRemove`` (Cease 6/3) and a worker left without neighbors
+is told ``Shutdown`` and not restarted; changed ones get ``PeerChange`` (reset or not) and
+``PeerAdmin`` for ``enabled``; a new ``local_as`` / ``router_id`` / ``loopback_next_hop``
+re-adds every neighbor
+(``PeerRemove`` Cease 6/6 + ``PeerAdd`` with the new global settings); listeners are
+re-bound for ``listen`` / ``port``.
 """
 from __future__ import annotations
 
@@ -39,16 +49,19 @@ from typing import Any, Callable, Optional
 
 from ..bus import channel
 from ..bus.messages import (
-    Connection, PeerAdd, PeerAdmin, PeerEvent, PeerStatusReply, RibRestarted, Shutdown, ShutdownDone,
-    StatusRequest, WorkerReady,
+    Connection, PeerAdd, PeerAdmin, PeerChange, PeerEvent, PeerRemove, PeerStatusReply, RibRestarted,
+    Shutdown, ShutdownDone, StatusRequest, WorkerReady,
 )
-from ..config import Config, NeighborConfig
+from ..codec.constants import CEASE_CONFIG_CHANGE, CEASE_PEER_DECONFIGURED
+from ..config import Config, ConfigError, NeighborConfig, load
 from ..control.server import SOCKET_NAME, ControlServer
 from ..log import Log, get_logger
 from ..session.sockopts import normalize_addr
 from .dispatcher import Dispatcher
+from .reload import ReloadPlan, diff
 
-__all__ = ["Supervisor", "WorkerMain", "assign_workers", "Backoff", "PID_FILE", "CONTROL_SOCKET"]
+__all__ = ["Supervisor", "WorkerMain", "assign_workers", "Backoff", "PID_FILE", "CONTROL_SOCKET",
+           "ReloadError"]
 
 WorkerMain = Callable[..., None]
 
@@ -56,6 +69,7 @@ PID_FILE = "rserver.pid"
 CONTROL_SOCKET = SOCKET_NAME    # run_dir/rserver.sock (docs/control.md)
 SHUTDOWN_TIMEOUT = 5.0          # seconds to wait for ShutdownDone from every worker
 REAP_TIMEOUT = 5.0              # seconds to wait for a killed child to be reaped
+RETIRE_TIMEOUT = 10.0           # seconds a worker left without neighbors (reload) gets to exit
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 60.0
 BACKOFF_STABLE = 60.0           # a worker that ran this long resets its back-off
@@ -94,6 +108,15 @@ class Backoff:
         return delay
 
 
+class ReloadError(Exception):
+    """A reload that was refused; nothing of the new configuration was applied."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code            # "config-error", "reload-refused", "shutting-down"
+        self.message = message
+
+
 class _Worker:
     """The supervisor's view of one worker process slot."""
 
@@ -107,6 +130,8 @@ class _Worker:
         self.restart_handle: Optional[asyncio.TimerHandle] = None
         self.shutdown_done = False
         self.restarts = 0
+        self.retiring = False                        # reload left it no neighbor: stopping for good
+        self.removed: set[str] = set()               # neighbors removed from it by a reload
 
     @property
     def addresses(self) -> list[str]:
@@ -167,11 +192,18 @@ class Supervisor:
         self.control: Optional[ControlServer] = None
         self.workers = [_Worker(i, ns) for i, ns in enumerate(
             assign_workers(config.neighbors, config.global_.session_workers))]
+        self._backoff = backoff
         for w in self.workers:
             w.backoff = backoff()
         self._owner: dict[str, _Worker] = {n.address: w for w in self.workers for n in w.neighbors}
-        # peer ids on the RIB bus: config order, from 1
+        # peer ids on the RIB bus: config order, from 1; a neighbor added by a reload gets the
+        # next unused one (a removed neighbor's id is never reused)
         self.peer_ids: dict[str, int] = {n.address: i + 1 for i, n in enumerate(config.neighbors)}
+        self._next_peer_id = len(config.neighbors) + 1
+        self._next_worker_index = len(self.workers)
+        # a --log-format / --log-level given on the command line wins over the file on reload
+        self._log_format_fixed = log_format is not None
+        self._log_level_fixed = log_level is not None
         from ..bus.transport import default_endpoint
         self.rib: Optional[_RibSlot] = _RibSlot(default_endpoint(str(self.run_dir)), backoff()) if rib else None
         self.dispatcher = Dispatcher([(a, config.global_.port) for a in config.global_.listen],
@@ -242,6 +274,221 @@ class Supervisor:
             self._status_waiters.pop(rid, None)
         return peers
 
+    # --- reload -------------------------------------------------------------------------
+
+    def reload(self) -> dict:
+        """Re-read the configuration file the server was started with and apply the
+        difference (rserver/supervisor/reload.py, docs/control.md "reload"). Returns the
+        reply data; raises ReloadError (and applies nothing) for a file that does not
+        validate, a setting that cannot change while running, or a listener that cannot be
+        bound."""
+        if self._shutting_down:
+            raise ReloadError("shutting-down", "the route server is shutting down")
+        source = self.config.source
+        try:
+            new = load(source)
+        except ConfigError as e:
+            raise ReloadError("config-error", str(e)) from None
+        plan = diff(self.config, new)
+        if not plan.ok:
+            raise ReloadError("reload-refused", "; ".join(plan.refusals))
+        self._rebind(plan)                               # may refuse: nothing applied yet
+        old = self.config
+        self.config = new
+        self._apply_logging(new)
+        for n in plan.removed:
+            self._remove_neighbor(n)
+        for n in old.neighbors:                          # keys changed / added / removed
+            if n.md5_password and new.neighbor(n.address) is None:
+                self.dispatcher.set_md5(n.address, "")
+        for c in plan.changed:
+            if c.old.md5_password != c.new.md5_password:
+                self.dispatcher.set_md5(c.address, c.new.md5_password)
+        for n in plan.added:
+            if n.md5_password:
+                self.dispatcher.set_md5(n.address, n.md5_password)
+        if plan.reset_all:
+            for n in new.neighbors:
+                if n.address in self._owner:
+                    self._readd_neighbor(n)
+        else:
+            for c in plan.changed:
+                self._change_neighbor(c)
+            for n in plan.unchanged:                     # equal values; keep the new objects
+                self._replace_config(n)
+        for n in plan.added:
+            self._add_neighbor(n)
+        result = self._reload_result(plan, new)
+        for a in result["added"]:
+            self.log.info("reload: neighbor added", neighbor=a, peer_id=self.peer_ids.get(a),
+                          worker=self._owner[a].index if a in self._owner else None)
+        for a in result["removed"]:
+            self.log.info("reload: neighbor removed (Cease 6/3 peer de-configured)", neighbor=a)
+        for a in result["reset"]:
+            fields = next((c["fields"] for c in result["changed"] if c["neighbor"] == a), None)
+            self.log.info("reload: session reset (Cease 6/6 other configuration change)", neighbor=a,
+                          fields=",".join(fields or result["global"]["changed"]))
+        for c in result["changed"]:
+            if not c["reset"]:
+                self.log.info("reload: neighbor settings changed without a reset", neighbor=c["neighbor"],
+                              fields=",".join(c["fields"]), admin=c["admin"])
+        g = result["global"]
+        self.log.info(f"configuration reloaded: {len(result['added'])} added, {len(result['removed'])} removed, "
+                      f"{len(result['reset'])} reset, {len(result['changed'])} changed, "
+                      f"{result['unchanged']} unchanged", config=source,
+                      global_changed=",".join(g["changed"]) or None,
+                      listeners_opened=",".join(g["listeners_opened"]) or None,
+                      listeners_closed=",".join(g["listeners_closed"]) or None)
+        return result
+
+    def _sighup(self) -> None:
+        self.log.info("SIGHUP received: reloading the configuration", config=self.config.source)
+        try:
+            self.reload()
+        except ReloadError as e:
+            self.log.error(f"reload refused: {e.message}", code=e.code, config=self.config.source)
+        except Exception:                                # noqa: BLE001 - never die of a reload
+            self.log.exception("reload failed")
+
+    @staticmethod
+    def _fmt_listener(addr: str, port: int) -> str:
+        return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+    def _rebind(self, plan: ReloadPlan) -> None:
+        opened: list[tuple[str, int]] = []
+        for addr, port in plan.listen_added:
+            try:
+                self.dispatcher.add_listener(addr, port)
+            except OSError as e:
+                for a, p in opened:
+                    self.dispatcher.remove_listener(a, p)
+                raise ReloadError("reload-refused", f"global.listen: cannot listen on "
+                                  f"{self._fmt_listener(addr, port)}: {e.strerror or e}") from None
+            opened.append((addr, port))
+        for addr, port in plan.listen_removed:
+            self.dispatcher.remove_listener(addr, port)
+
+    def _apply_logging(self, new: Config) -> None:
+        fmt = self.log_format if self._log_format_fixed else new.global_.log_format
+        level = self.log_level if self._log_level_fixed else new.global_.log_level
+        if (fmt, level) == (self.log_format, self.log_level):
+            return
+        import logging
+        from ..log import ROOT, configure
+        root = logging.getLogger(ROOT)
+        h = next((h for h in root.handlers if getattr(h, "_rserver", False)), None)
+        if fmt != self.log_format and isinstance(h, logging.StreamHandler):
+            configure(fmt, level, stream=h.stream)
+        else:                                            # level only: keep the handler
+            root.setLevel(logging.getLevelName(level.upper()))
+        self.log.info("log settings changed (the supervisor now; workers and the RIB process "
+                      "when next started)", log_format=fmt, log_level=level)
+        self.log_format, self.log_level = fmt, level
+
+    def _endpoint(self) -> str:
+        return self.rib.endpoint if self.rib is not None else ""
+
+    def _peer_add(self, w: _Worker, n: NeighborConfig) -> None:
+        endpoint = self._endpoint()
+        self._send(w, PeerAdd(neighbor=n, global_=self.config.global_,
+                              peer_id=self.peer_ids.get(n.address, 0) if endpoint else 0,
+                              rib_endpoint=endpoint, worker_index=w.index))
+
+    def _replace_config(self, n: NeighborConfig) -> Optional[_Worker]:
+        w = self._owner.get(n.address)
+        if w is not None:
+            w.neighbors = [n if x.address == n.address else x for x in w.neighbors]
+        return w
+
+    def _remove_neighbor(self, n: NeighborConfig) -> None:
+        w = self._owner.pop(n.address, None)
+        self.peer_ids.pop(n.address, None)
+        self.peer_state.pop(n.address, None)
+        if w is None:
+            return
+        w.neighbors = [x for x in w.neighbors if x.address != n.address]
+        w.removed.add(n.address)
+        self._send(w, PeerRemove(address=n.address, subcode=CEASE_PEER_DECONFIGURED,
+                                 reason="peer de-configured"))
+        if w.neighbors:
+            return
+        w.retiring = True                                # no neighbor left: stop it for good
+        if w.restart_handle is not None:
+            w.restart_handle.cancel()
+            w.restart_handle = None
+        if w.pid is None:
+            if w in self.workers:
+                self.workers.remove(w)
+            return
+        self._send(w, Shutdown(reason="no neighbor left (configuration reload)"))
+        self.log.info("stopping worker: no neighbor left", worker=w.index, pid=w.pid)
+        pid = w.pid
+
+        def backstop() -> None:                          # it did not exit in time
+            if w.pid == pid and not self._shutting_down:
+                self.log.warning("retired worker did not stop in time, killing it", worker=w.index, pid=pid)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self._loop.call_later(RETIRE_TIMEOUT, backstop)
+
+    def _change_neighbor(self, c) -> None:
+        w = self._replace_config(c.new)
+        if w is None:
+            return
+        if c.admin == "down":                            # Cease 6/2, and it stays down
+            self._send(w, PeerAdmin(address=c.address, op="down", reason="disabled in the configuration"))
+        self._send(w, PeerChange(neighbor=c.new, reset=c.reset))
+        if c.admin == "up" and not c.reset:              # a reset starts it with the new settings
+            self._send(w, PeerAdmin(address=c.address, op="up"))
+
+    def _readd_neighbor(self, n: NeighborConfig) -> None:
+        """local_as / router_id changed: the running session belongs to the old global
+        settings; stop it (Cease 6/6) and start the neighbor afresh with the new ones, same
+        peer id and worker."""
+        w = self._replace_config(n)
+        if w is None:
+            return
+        self._send(w, PeerRemove(address=n.address, subcode=CEASE_CONFIG_CHANGE,
+                                 reason="other configuration change"))
+        self._peer_add(w, n)
+
+    def _add_neighbor(self, n: NeighborConfig) -> None:
+        self.peer_ids[n.address] = self._next_peer_id
+        self._next_peer_id += 1
+        live = [w for w in self.workers if not w.retiring]
+        cap = self.config.global_.session_workers
+        if cap > 0 and len(live) >= cap:
+            w = min(live, key=lambda x: (len(x.neighbors), x.index))     # the least loaded
+            w.neighbors.append(n)
+            self._owner[n.address] = w
+            self._peer_add(w, n)                         # (a restarting worker gets it at start)
+            return
+        w = _Worker(self._next_worker_index, [n])
+        self._next_worker_index += 1
+        w.backoff = self._backoff()
+        self.workers.append(w)
+        self._owner[n.address] = w
+        self._start_worker(w)
+
+    def _reload_result(self, plan: ReloadPlan, new: Config) -> dict:
+        return {
+            "config": new.source,
+            "added": [n.address for n in plan.added],
+            "removed": [n.address for n in plan.removed],
+            "reset": list(plan.reset),
+            "changed": [{"neighbor": c.address, "name": c.new.name, "fields": list(c.fields),
+                         "reset": c.reset or plan.reset_all, "admin": c.admin} for c in plan.changed],
+            "unchanged": len(plan.unchanged),
+            "global": {
+                "changed": list(plan.global_changed),
+                "listeners_opened": [self._fmt_listener(a, p) for a, p in plan.listen_added],
+                "listeners_closed": [self._fmt_listener(a, p) for a, p in plan.listen_removed],
+                "log_format": self.log_format, "log_level": self.log_level,
+            },
+        }
+
     # --- main ---------------------------------------------------------------------------
 
     async def _main(self) -> int:
@@ -278,10 +525,7 @@ class Supervisor:
         for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
             loop.add_signal_handler(sig, self.request_stop, f"route server shutting down ({name})")
         loop.add_signal_handler(signal.SIGCHLD, self._reap)
-        # reload arrives with the control socket; until then a SIGHUP (the conventional reload
-        # signal, easily sent by habit) must not kill the supervisor and orphan its workers
-        loop.add_signal_handler(signal.SIGHUP, lambda: self.log.warning(
-            "SIGHUP received: configuration reload is not implemented yet; ignored"))
+        loop.add_signal_handler(signal.SIGHUP, self._sighup)     # reload the configuration
 
         self.log.info("supervisor started", pid=os.getpid(), config=self.config.source,
                       neighbors=len(self.config.neighbors), workers=len(self.workers))
@@ -527,6 +771,10 @@ class Supervisor:
 
     def _handle(self, w: _Worker, msg: Any) -> None:
         if isinstance(msg, PeerEvent):
+            if msg.address in w.removed and msg.address not in w.addresses:
+                self.log.debug(f"removed peer {msg.old_state} -> {msg.new_state}", neighbor=msg.address,
+                               reason=msg.reason or None, worker=w.index)
+                return
             if msg.address not in w.addresses:
                 self.log.warning("peer event for a peer this worker does not own, dropped",
                                  worker=w.index, neighbor=msg.address)
@@ -577,7 +825,7 @@ class Supervisor:
                 pid, status = rib.pid, 0
             if pid:
                 self._rib_exited(status)
-        for w in self.workers:
+        for w in list(self.workers):
             if w.pid is None:
                 continue
             try:
@@ -612,6 +860,11 @@ class Supervisor:
                     self.control.publish(self.peer_state[a])
         if self._shutting_down:
             self.log.debug(f"worker exited ({how})", worker=w.index, pid=pid)
+            return
+        if w.retiring:                                   # a reload left it no neighbor
+            self.log.info(f"worker stopped ({how}): no neighbor left", worker=w.index, pid=pid)
+            if w in self.workers:
+                self.workers.remove(w)
             return
         delay = w.backoff.next_delay(ran)
         w.restarts += 1
