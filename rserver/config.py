@@ -2,7 +2,8 @@
 
 A file has four sections (see configs/quickstart.toml and configs/ixp-example.toml):
 
-    [global]            local AS, router id, listen addresses/port, run directory, logging, workers
+    [global]            local AS, router id, listen addresses/port, run directory, logging, workers,
+                        loopback_next_hop
     [defaults]          neighbor settings every neighbor inherits
     [groups.NAME]       neighbor settings a group of neighbors inherits (overrides defaults)
     [[neighbor]]        one table per neighbor (overrides its group)
@@ -11,6 +12,12 @@ Resolution order for a neighbor setting: the neighbor's own value, then its grou
 [defaults], then the built-in default below. Errors name the file, the field path
 (``neighbor[3].max_prefix.ipv4``) and what was expected; a bad file raises ConfigError and
 nothing is started from it.
+
+``global.loopback_next_hop`` (bool, default false): accept IPv4 next hops in 127.0.0.0/8
+(NEXT_HOP and 4-byte MP_REACH_NLRI next hops), which are otherwise martian and
+treat-as-withdraw 3/8 (RFC 4271 §6.3; CodecContext.loopback_next_hop, docs/codec.md).
+For labs and tests on loopback, where members announce 127.0.1.N as their next hop;
+never enable it in production. 0.0.0.0, 224/4 and 240/4 stay martian.
 """
 from __future__ import annotations
 
@@ -70,6 +77,7 @@ class NeighborSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ipv6: Optional[bool] = None
     graceful_restart: Optional[bool] = None
     collision_in_established: Optional[bool] = None
+    error_wait_time: Optional[float] = None
 
 
 class NeighborEntry(NeighborSettings, forbid_unknown_fields=True, frozen=True):
@@ -89,6 +97,7 @@ class GlobalSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     log_format: Literal["human", "json"] = "human"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     session_workers: int = 0                 # 0: one worker process per neighbor
+    loopback_next_hop: bool = False          # lab only: 127/8 next hops are not martian
 
 
 class FileSchema(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -119,6 +128,8 @@ BUILTIN = dict(
     ipv6=True,
     graceful_restart=True,      # helper side (RFC 4724)
     collision_in_established=False,
+    error_wait_time=5.0,        # seconds Idle after an error before restarting, doubling per
+                                # failure up to 300 s (RFC 4271 §8.1.1; BIRD's "error wait time")
 )
 
 
@@ -131,6 +142,7 @@ class GlobalConfig(msgspec.Struct, frozen=True):
     log_format: str
     log_level: str
     session_workers: int
+    loopback_next_hop: bool = False          # accept 127/8 next hops (labs on loopback only)
 
 
 class NeighborConfig(msgspec.Struct, frozen=True):
@@ -156,6 +168,7 @@ class NeighborConfig(msgspec.Struct, frozen=True):
     ipv6: bool
     graceful_restart: bool
     collision_in_established: bool
+    error_wait_time: float = 5.0
 
 
 class Config(msgspec.Struct, frozen=True):
@@ -240,6 +253,9 @@ def _resolve(file: str, i: int, entry: NeighborEntry, groups: dict[str, Neighbor
     _check_hold(file, f"{where}.hold_time", values["hold_time"])
     _check_range(file, f"{where}.connect_retry", values["connect_retry"], 1, 65535, "seconds")
     _check_range(file, f"{where}.delay_open", values["delay_open"], 0, 240, "seconds")
+    if not (0.1 <= values["error_wait_time"] <= 300):
+        raise ConfigError(file, f"{where}.error_wait_time",
+                          f"expected seconds (0.1..300), got {values['error_wait_time']}")
     mp: MaxPrefix = values["max_prefix"]
     for fam in ("ipv4", "ipv6"):
         lim = getattr(mp, fam)
@@ -315,7 +331,7 @@ def loads(text: str, source: str = "<config>") -> Config:
         global_=GlobalConfig(
             local_as=g.local_as, router_id=str(rid), listen=tuple(g.listen), port=g.port,
             run_dir=g.run_dir, log_format=g.log_format, log_level=g.log_level,
-            session_workers=g.session_workers,
+            session_workers=g.session_workers, loopback_next_hop=g.loopback_next_hop,
         ),
         neighbors=tuple(neighbors),
     )

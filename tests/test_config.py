@@ -105,3 +105,19 @@ def test_unreadable_file(tmp_path):
     with pytest.raises(config.ConfigError) as exc:
         config.load(tmp_path / "missing.toml")
     assert "cannot read" in str(exc.value)
+
+
+def test_loopback_next_hop_global_setting():
+    assert config.loads(BASE).global_.loopback_next_hop is False           # default: off
+    assert config.loads(BASE + "loopback_next_hop = true\n").global_.loopback_next_hop is True
+    assert config.load(ROOT / "configs" / "quickstart.toml").global_.loopback_next_hop is True
+    assert config.load(ROOT / "configs" / "ixp-example.toml").global_.loopback_next_hop is False
+    # the last GlobalConfig field, with a default: existing constructors keep working
+    assert config.GlobalConfig.__struct_fields__[-1] == "loopback_next_hop"
+    g = config.GlobalConfig(local_as=1, router_id="192.0.2.1", listen=("127.0.0.1",), port=179,
+                            run_dir="/run/rserver", log_format="human", log_level="info",
+                            session_workers=0)
+    assert g.loopback_next_hop is False
+    with pytest.raises(config.ConfigError) as exc:
+        config.loads(BASE + 'loopback_next_hop = "yes"\n', "a.toml")
+    assert exc.value.field == "global.loopback_next_hop"

@@ -26,7 +26,8 @@ __all__ = [
     "SupervisorToWorker", "WorkerToSupervisor",
     "EXPORT_STREAM", "SessionUp", "SessionDown", "RouteBatch", "Ack", "Resend", "Resync", "Probe",
     "ExportBatch", "Xoff", "Xon", "MaxPrefixExceeded", "WorkerToRib", "RibToWorker",
-    "RibRestarted", "RibStatusRequest", "RibPeerStatus",
+    "RibRestarted", "RibStatusRequest", "RibPeerStatus", "RouteRefreshRequest", "RibQuery", "RibQueryReply",
+    "ClientReset",
 ]
 
 
@@ -164,6 +165,11 @@ class SessionUp(_Msg):
     gr_families: list[tuple[int, int]] = []  # families whose forwarding state the peer preserves
     route_refresh: bool = True              # the peer can be asked to resend (resync by refresh)
     max_prefix: Optional[MaxPrefix] = None  # the neighbor's limits (None: no limit)
+    # export handling of this client (docs/export.md): what decides its update group
+    enhanced_refresh: bool = False          # RFC 7313 negotiated: BoRR/EoRR around a re-sent table
+    add_path_send_max: int = 0              # with addpath_tx: 0 = every path, N = the best N
+    prepend_as: int = 0                     # AS prepended to exported AS_PATHs (0: none, RFC 7947 §2.2.2)
+    name: str = ""                          # the neighbor's configured name (show rib, logs)
 
 
 class SessionDown(_Msg):
@@ -241,6 +247,15 @@ class ExportBatch(_Msg):
     nbytes: int = 0                         # total length of the frames
 
 
+class RouteRefreshRequest(_Msg):
+    """worker -> RIB: the client ``peer_id`` sent a ROUTE-REFRESH (RFC 2918) for (afi, safi):
+    re-send its table, framed by BoRR/EoRR when enhanced route refresh was negotiated (RFC 7313)."""
+
+    peer_id: int
+    afi: int
+    safi: int = 1
+
+
 class Xoff(_Msg):
     """worker -> RIB: the export queue of ``peer_id`` is above its high watermark; stop
     producing for its update group."""
@@ -263,6 +278,14 @@ class MaxPrefixExceeded(_Msg):
     count: int
 
 
+class ClientReset(_Msg):
+    """RIB -> worker: the client ``peer_id`` must get a new session (Cease 6/4 with ``reason``):
+    its export could not be kept (e.g. an ADD-PATH client blocked past the RIB's bound)."""
+
+    peer_id: int
+    reason: str = ""
+
+
 class RibStatusRequest(_Msg):
     """worker -> RIB: the RIB's statistics for ``peer_id`` (a peer the worker owns)."""
 
@@ -279,6 +302,23 @@ class RibPeerStatus(_Msg):
     stats: dict = {}
 
 
+class RibQuery(_Msg):
+    """supervisor (control socket) -> RIB: a read-only query (show rib); ``query`` is a
+    JSON-able dict documented in docs/control.md. Not tied to a peer: answered to the sender."""
+
+    request_id: int
+    query: dict = {}
+
+
+class RibQueryReply(_Msg):
+    """RIB -> supervisor: the answer to RibQuery; ``error`` non-empty when it failed."""
+
+    request_id: int
+    result: dict = {}
+    error: str = ""
+
+
 WorkerToRib = Union[SessionUp, SessionDown, RouteBatch, Ack, Resend, Resync, Probe, Xoff, Xon,
-                    RibStatusRequest]
-RibToWorker = Union[ExportBatch, Ack, Resend, Resync, Probe, MaxPrefixExceeded, Xoff, Xon, RibPeerStatus]
+                    RibStatusRequest, RouteRefreshRequest, RibQuery]
+RibToWorker = Union[ExportBatch, Ack, Resend, Resync, Probe, MaxPrefixExceeded, Xoff, Xon, RibPeerStatus,
+                    RibQueryReply, ClientReset]

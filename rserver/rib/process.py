@@ -24,22 +24,33 @@ Nothing a worker sends can crash it: every handler is guarded, bad input is logg
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 import time
 from typing import Any, Optional
 
 from ..bus.messages import (
-    MaxPrefixExceeded, Resync, RibPeerStatus, RibStatusRequest, SessionDown, SessionUp,
+    ClientReset, MaxPrefixExceeded, Resync, RibPeerStatus, RibQuery, RibStatusRequest, RouteRefreshRequest,
+    SessionDown, SessionUp, Xoff, Xon,
 )
 from ..bus.transport import BatchView, RibBus
 from ..config import MaxPrefix
 from ..log import configure, get_logger
 from .tables_py import CHG4_SIZE, CHG6_SIZE
 
+from .export import Exporter
+
 try:                                    # the compiled tables; the reference only if not built
-    from ._tables import AdjRibIn, AttrTable
+    from ._tables import AdjRibIn, AttrTable, LocRib
 except ImportError:                     # pragma: no cover - setup.sh fails without the build
     from .tables_py import AdjRibIn, AttrTable
+    from .locrib_py import LocRib
+
+try:
+    from .query import PrefixIndex, answer_query
+except ImportError:                     # pragma: no cover - show rib not built yet
+    PrefixIndex = None
+    answer_query = None
 
 __all__ = ["rib_main", "RibProcess", "RibPeer", "AFI_NAMES", "DEFAULT_STALE_TIME"]
 
@@ -66,6 +77,7 @@ class RibPeer:
     def update_info(self, up: SessionUp) -> None:
         self.up = True
         self.address = up.address
+        self.name = up.name
         self.asn = up.asn
         self.bgp_id = up.bgp_id
         self.families = [tuple(f) for f in up.families]
@@ -104,14 +116,63 @@ class RibProcess:
     def __init__(self, endpoint: str, *, stale_time: float = DEFAULT_STALE_TIME, **bus_kw: Any):
         self.log = get_logger("rib")
         self.attrs = AttrTable()
+        self.locrib = {1: LocRib(1, self.attrs), 2: LocRib(2, self.attrs)}
+        self.index = PrefixIndex() if PrefixIndex is not None else None
         self.peers: dict[int, RibPeer] = {}
         self.stale_time = stale_time
         self.batches = 0
         self.dropped = 0
         self.started = time.time()
         self.bus = RibBus(endpoint, on_batch=self._guard(self.on_batch), on_message=self._guard2(self.on_message),
-                          on_stream=self._guard3(self.on_stream), **bus_kw)
+                          on_stream=self._guard3(self.on_stream),
+                          on_export_paused=self._guard2(self._export_paused), **bus_kw)
         self.endpoint = self.bus.endpoint
+        self.exporter = Exporter(self.attrs, self.locrib, self.peers, emit=self._emit, blocked=self._blocked,
+                                 reset=self._reset_client)
+        self._collect_handle: Optional[asyncio.TimerHandle] = None
+
+    # -- export plumbing
+    def _emit(self, identity: bytes, peer_ids: list, afi: int, data: bytes, messages: int) -> None:
+        self.bus.export(identity, peer_ids, afi, [data], messages=messages)
+
+    def _blocked(self, identity: bytes) -> bool:
+        s = self.bus.exports.get(identity)
+        return s is not None and s.paused
+
+    def _export_paused(self, identity: bytes, paused: bool) -> None:
+        self.log.debug("rib: export stream " + ("paused" if paused else "resumed"),
+                       worker=identity.decode("ascii", "replace"))
+        self.exporter.worker_paused(identity, paused)
+
+    def _reset_client(self, peer_id: int, reason: str) -> None:
+        p = self.peers.get(peer_id)
+        if p is not None:
+            self.bus.send(p.identity, ClientReset(peer_id, reason))
+
+    def _feed(self, p: "RibPeer", afi: int, chg: bytes) -> None:
+        """Adj-RIB-In changes of ``p`` into the Loc-RIB, the prefix index and the exports."""
+        if not chg:
+            return
+        out = self.locrib[afi].update(p.peer_id, chg)
+        if out and self.index is not None:
+            self.index.note(afi, out)
+        self.exporter.on_changes(afi, p.peer_id, chg, out)
+
+    def _collect(self) -> None:
+        """Free unused attribute sets, unless a client's catch-up holds a table snapshot
+        (then retried shortly: ids must not be reused under it)."""
+        if self.exporter.holds_ids():
+            if self._collect_handle is None:
+                try:
+                    self._collect_handle = asyncio.get_running_loop().call_later(0.05, self._collect_later)
+                except RuntimeError:
+                    pass
+            return
+        self.attrs.collect()
+
+    def _collect_later(self) -> None:
+        self._collect_handle = None
+        self._collect()
 
     # -- guards: a bug or bad input never stops the RIB
     def _guard(self, f):
@@ -163,7 +224,19 @@ class RibProcess:
             stats = p.stats() if p is not None else {}
             if stats:
                 stats["attr_sets"] = len(self.attrs)
+                stats["export"] = self.exporter.status(msg.peer_id)
             self.bus.send(identity, RibPeerStatus(msg.peer_id, msg.request_id, stats))
+        elif kind is RouteRefreshRequest:
+            ok = self.exporter.refresh(msg.peer_id, msg.afi)
+            self.log.info("rib: route refresh requested by the client" + ("" if ok else ", not an export client"),
+                          peer_id=msg.peer_id, afi=msg.afi)
+        elif kind is Xoff or kind is Xon:
+            self.exporter.set_xoff(msg.peer_id, kind is Xoff)
+        elif kind is RibQuery:
+            if answer_query is None:
+                self.log.warning("rib: query received but show rib is not available")
+            else:
+                answer_query(self, identity, msg)
         else:
             self.dropped += 1
             self.log.warning(f"rib: unexpected {kind.__name__} dropped",
@@ -176,6 +249,16 @@ class RibProcess:
         else:
             p.identity = identity
             p.update_info(up)
+        addr = ipaddress.ip_address(up.address).packed
+        for afi, lr in self.locrib.items():
+            try:
+                lr.set_peer(up.peer_id, up.bgp_id & 0xFFFFFFFF, addr, up.peer_id)
+            except ValueError:
+                # the peer comes back with another BGP id while its stale routes are held:
+                # they cannot be re-ranked in place, so they go now (the new session re-sends)
+                self._feed(p, afi, p.tables[afi].clear())
+                lr.set_peer(up.peer_id, up.bgp_id & 0xFFFFFFFF, addr, up.peer_id)
+        self.exporter.client_up(up, identity)
         self.log.info("rib: session up", neighbor=up.address, peer_id=up.peer_id, peer_as=up.asn,
                       families=",".join(f"{a}/{s}" for a, s in p.families),
                       max_prefix_v4=p.limit(1), max_prefix_v6=p.limit(2),
@@ -187,6 +270,7 @@ class RibProcess:
             self.log.debug("rib: session down for an unknown peer", peer_id=msg.peer_id)
             return
         p.up = False
+        self.exporter.client_down(p.peer_id)
         if msg.graceful:
             n = p.tables[1].mark_stale() + p.tables[2].mark_stale()
             p.gr_pending = True
@@ -200,14 +284,18 @@ class RibProcess:
                           peer_id=p.peer_id, reason=msg.reason)
 
     def _clear(self, p: RibPeer) -> int:
-        n = len(p.tables[1].clear()) // CHG4_SIZE + len(p.tables[2].clear()) // CHG6_SIZE
+        n = 0
+        for afi, size in ((1, CHG4_SIZE), (2, CHG6_SIZE)):
+            chg = p.tables[afi].clear()
+            n += len(chg) // size
+            self._feed(p, afi, chg)
         p.gr_pending = False
         if p.stale_handle is not None:
             p.stale_handle.cancel()
             p.stale_handle = None
         p.exceeded = {1: False, 2: False}
         p.warned = {1: False, 2: False}
-        self.attrs.collect()
+        self._collect()
         return n
 
     def _arm_stale(self, p: RibPeer, wait: float) -> None:
@@ -225,14 +313,16 @@ class RibProcess:
             n = self._clear(p)
         else:
             n = self._sweep(p, 1) + self._sweep(p, 2)
-            self.attrs.collect()
+            self._collect()
         self.log.info(f"rib: stale time over, {n} stale route(s) removed", neighbor=p.address, peer_id=peer_id)
 
     def _sweep(self, p: RibPeer, afi: int) -> int:
         t = p.tables[afi]
         if not t.stale_count():
             return 0
-        return len(t.sweep_stale()) // (CHG4_SIZE if afi == 1 else CHG6_SIZE)
+        chg = t.sweep_stale()
+        self._feed(p, afi, chg)
+        return len(chg) // (CHG4_SIZE if afi == 1 else CHG6_SIZE)
 
     def on_stream(self, peer_id: int, epoch: int, resync: bool) -> None:
         p = self.peers.get(peer_id)
@@ -268,7 +358,7 @@ class RibProcess:
         eor_afis = {afi for afi, _safi, _pos in view.eor}
         for afi, col, n in ((1, view.v4, view.n_v4), (2, view.v6, view.n_v6)):
             if n:
-                p.tables[afi].apply(col, idmap)
+                self._feed(p, afi, p.tables[afi].apply(col, idmap))
                 self._check_limit(p, afi)
         for afi in eor_afis:
             if afi in p.tables:
@@ -280,7 +370,7 @@ class RibProcess:
             p.stale_handle.cancel()
             p.stale_handle = None
             p.gr_pending = False
-        attrs.collect()
+        self._collect()
 
     def _check_limit(self, p: RibPeer, afi: int) -> None:
         limit = p.limit(afi)

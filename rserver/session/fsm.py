@@ -964,6 +964,10 @@ class Fsm:
             # NotifMsgVerErr (Event 24, 2/1) does not count against the peer (RFC 4271 §8.2.2)
             ver_err = (ev.code, ev.subcode) == (ERR_OPEN, OPEN_UNSUPPORTED_VERSION)
             self._note("info", f"notification received: {ev.code}/{ev.subcode}", self.conn)
+            if ev.code == ERR_CEASE and ev.subcode in (CEASE_ADMIN_SHUTDOWN, CEASE_ADMIN_RESET):
+                # the peer's operator closed the session on purpose (RFC 4486 §4): not an
+                # oscillation to damp, so the back-off starts over (one error wait time)
+                self.backoff.reset()
             self._fail(Reason.NOTIFICATION_RECEIVED, None, count=not ver_err)
         elif isinstance(ev, BGPHeaderErr):
             self._fail(Reason.HEADER_ERROR, (ev.code, ev.subcode, ev.data))

@@ -102,7 +102,7 @@ def fsm_config(neighbor: NeighborConfig, **overrides: Any) -> FsmConfig:
         passive=neighbor.passive, connect_retry_time=float(neighbor.connect_retry),
         delay_open_time=float(neighbor.delay_open),
         collision_detect_established=neighbor.collision_in_established,
-        admin_down=not neighbor.enabled,
+        admin_down=not neighbor.enabled, idle_hold_time=float(neighbor.error_wait_time),
     )
     kw.update(overrides)
     return FsmConfig(**kw)
@@ -132,6 +132,7 @@ class PeerRunner:
                  on_state: Optional[StateCallback] = None,
                  on_routes: Optional[RoutesCallback] = None,
                  on_session: Optional[SessionCallback] = None,
+                 on_refresh: Optional[Callable[["PeerRunner", Any], None]] = None,
                  max_prefix_restart: Optional[float] = None,
                  local_addr: Optional[str] = None, remote_port: Optional[int] = None,
                  config: Optional[FsmConfig] = None, rng: Optional[random.Random] = None,
@@ -143,6 +144,7 @@ class PeerRunner:
         self.on_state = on_state
         self.on_routes = on_routes
         self.on_session = on_session
+        self.on_refresh = on_refresh        # a ROUTE-REFRESH from the peer: re-send our exports
         # seconds before a max-prefix "restart" starts the session again; None: the
         # neighbor's max_prefix.restart_after minutes (tests pass a fraction of a second)
         self.max_prefix_restart = max_prefix_restart
@@ -529,6 +531,11 @@ class PeerRunner:
                 self.log.info(f"route refresh received for afi {getattr(rr, 'afi', '?')} "
                               f"safi {getattr(rr, 'safi', '?')} subtype {getattr(rr, 'subtype', 0)}",
                               **self._fields(self.conns.get(a.conn)))
+                if self.on_refresh is not None:
+                    try:
+                        self.on_refresh(self, rr)
+                    except Exception:
+                        self.log.exception("route refresh callback failed")
             else:  # pragma: no cover
                 self.log.debug(f"unhandled fsm action {a!r}")
 
@@ -546,7 +553,7 @@ class PeerRunner:
     def _session_up(self, a: SessionUp) -> None:
         neg = a.negotiated
         self.negotiated = neg
-        self.ctx = codec_context(neg)
+        self.ctx = codec_context(neg, loopback_next_hop=self.global_.loopback_next_hop)
         self.session_conn = a.conn
         self.down_since = None
         self.eor = []
@@ -620,6 +627,13 @@ class PeerRunner:
 
     def _bulk_written(self, count: int) -> None:
         self._execute(self.fsm.note_sent(MSG_UPDATE, self._now(), count))
+
+    def export_backlog(self) -> int:
+        """Bytes of our UPDATE output queued for the peer and not yet taken by the socket."""
+        c = self.conns.get(self.session_conn or "")
+        if c is None or self.fsm.state != State.ESTABLISHED:
+            return 0
+        return c.bulk_pending
 
     def send_updates(self, data: bytes, count: int) -> bool:
         """Queue ``count`` encoded UPDATEs for the peer (bulk lane, behind nothing

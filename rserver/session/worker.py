@@ -12,8 +12,10 @@ Supervisor -> worker (rserver.bus.messages):
 * ``PeerAdmin``: up / down (Cease 6/2) / clear (Cease 6/4) / refresh (ROUTE-REFRESH),
   with the RFC 9003 shutdown text;
 * ``PeerChange``: ``reset`` -> Cease 6/6 and a new runner with the new settings;
-  otherwise the OPEN settings are replaced for the next session (timers and
-  passive mode only change with a reset);
+  otherwise (reload: rserver/supervisor/reload.py NEIGHBOR_LIVE) the name, the
+  connect-retry / delay-open timers and the collision policy apply at once, new
+  max-prefix limits are sent to the RIB with a new SessionUp for an Established
+  peer, and the OPEN settings are replaced for the next session;
 * ``PeerRemove``: Cease ``subcode`` (6/3 de-configured) with the reason, then forget;
 * ``StatusRequest``: answered with ``PeerStatusReply`` (PeerRunner.status() dicts);
 * ``Shutdown``: every peer with a session gets Cease 6/2 with the reason, the
@@ -57,10 +59,12 @@ import socket
 import time
 from typing import Any, Optional
 
+import msgspec
+
 from rserver.bus import channel
 from rserver.bus import messages as bm
 from rserver.bus.messages import (
-    Connection, MaxPrefixExceeded, PeerAdd, PeerAdmin, PeerChange, PeerEvent, PeerRemove, PeerStatusReply,
+    ClientReset, Connection, MaxPrefixExceeded, PeerAdd, PeerAdmin, PeerChange, PeerEvent, PeerRemove, PeerStatusReply,
     RibPeerStatus, RibRestarted, Shutdown, ShutdownDone, StatusRequest, WorkerReady,
 )
 from rserver.codec.constants import CEASE_ADMIN_SHUTDOWN, CEASE_CONFIG_CHANGE
@@ -97,6 +101,11 @@ class Worker:
     def __init__(self, chan: socket.socket, *, bus_options: Optional[dict] = None, **runner_options: Any):
         self.chan = chan
         self.bus_options = dict(bus_options or {})      # RouteSender kw (high_water, low_water...)
+        # unacknowledged route data per peer on its way to the RIB: what the RIB may have queued
+        # for each peer at most (docs/rib-process.md); 4 MiB is ~70k prefixes, enough to keep
+        # the pipe full, and bounds the RIB's input memory with many peers sending at once
+        self.bus_options.setdefault("high_water", 4 << 20)
+        self.bus_options.setdefault("low_water", 1 << 20)
         self.peers: dict[str, PeerRunner] = {}
         self.log = get_logger("worker", pid=os.getpid())
         self.runner_options = runner_options
@@ -104,12 +113,17 @@ class Worker:
         self._shutting = False
         self._chan_open = True
         self._tasks: set[asyncio.Task] = set()
+        self._retiring: set[asyncio.Task] = set()      # removed/replaced runners flushing their Cease
         self.bus: Any = None                            # WorkerBus once a PeerAdd names the RIB
         self.peer_ids: dict[str, int] = {}              # address -> peer id on the RIB bus
         self._by_id: dict[int, PeerRunner] = {}
         self.senders: dict[int, Any] = {}               # peer id -> RouteSender (Established peers)
         self._gr_negotiated: dict[int, bool] = {}       # peer id -> GR negotiated in its session
         self.rib_status: dict[int, dict] = {}           # last RibPeerStatus per peer id
+        self._xoff: set[int] = set()                    # peers whose export queue is above high water
+        self._xon_handle: Optional[asyncio.TimerHandle] = None
+        self.export_high_water = int(self.bus_options.pop("export_high_water", 8 << 20))
+        self.export_low_water = int(self.bus_options.pop("export_low_water", 2 << 20))
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -228,7 +242,7 @@ class Worker:
 
     def _new_runner(self, neighbor, global_) -> PeerRunner:
         return PeerRunner(neighbor, global_, on_state=self._on_state, on_routes=self._on_routes,
-                          on_session=self._on_session, **self.runner_options)
+                          on_session=self._on_session, on_refresh=self._on_refresh, **self.runner_options)
 
     # -- the RIB bus ---------------------------------------------------------------------------
 
@@ -236,7 +250,7 @@ class Worker:
         if self.bus is not None or not endpoint:
             return
         from rserver.bus.transport import WorkerBus
-        self.bus = WorkerBus(endpoint, f"w{index}".encode(), on_message=self._on_rib)
+        self.bus = WorkerBus(endpoint, f"w{index}".encode(), on_message=self._on_rib, on_export=self._on_export)
         self.bus.start()
         self.log.info("connected to the RIB", endpoint=endpoint, identity=f"w{index}")
 
@@ -250,6 +264,7 @@ class Worker:
         s = self.senders.pop(pid, None)
         if s is not None:
             s.close()
+        self._xoff.discard(pid)
         if r.reading_paused:
             r.reading_paused = False
         # graceful (RFC 4724 helper) when GR was negotiated and the session did not end by a
@@ -275,7 +290,10 @@ class Worker:
             families=[tuple(f) for f in neg.families], max_msg=ctx.max_msg if ctx else 4096,
             gr_restart_time=gr.restart_time if gr else 0,
             gr_families=[(af, sf) for af, sf, _f in gr.forwarding] if gr else [],
-            route_refresh=neg.route_refresh, max_prefix=r.neighbor.max_prefix))
+            route_refresh=neg.route_refresh, max_prefix=r.neighbor.max_prefix,
+            enhanced_refresh=neg.enhanced_route_refresh, add_path_send_max=r.neighbor.add_path_send_max,
+            prepend_as=r.global_.local_as if r.neighbor.prepend_rs_as else 0, name=r.name))
+        self._xoff.discard(pid)
         if pid not in self.senders:
             self.senders[pid] = self.bus.route_sender(
                 pid, **self.bus_options, on_pause=r.pause_reading, on_resume=r.resume_reading,
@@ -300,6 +318,49 @@ class Worker:
             if pid and r.established and s is not None:
                 s.resync("rib restarted")        # new epoch + on_resync -> SessionUp + refresh
 
+    # -- exports from the RIB -------------------------------------------------------------------
+
+    def _on_export(self, view: Any) -> None:
+        """Encoded UPDATEs for some of our peers: queued on each one's bulk lane, as-is."""
+        h = view.header
+        frames = view.frames
+        for pid in h.peer_ids:
+            r = self._by_id.get(pid)
+            if r is None:
+                continue
+            count = h.messages
+            for f in frames:
+                if not r.send_updates(f, count):
+                    break
+                count = 0
+            if pid not in self._xoff and r.export_backlog() > self.export_high_water:
+                # flow control (docs/export.md): the RIB stops sending to this client
+                # and remembers what changed; resumed below the low watermark
+                self._xoff.add(pid)
+                self.bus.send(bm.Xoff(pid))
+                self._arm_xon()
+
+    def _arm_xon(self) -> None:
+        if self._xon_handle is None:
+            self._xon_handle = asyncio.get_running_loop().call_later(0.02, self._check_xon)
+
+    def _check_xon(self) -> None:
+        self._xon_handle = None
+        for pid in list(self._xoff):
+            r = self._by_id.get(pid)
+            if r is None or not r.established or r.export_backlog() <= self.export_low_water:
+                self._xoff.discard(pid)
+                if self.bus is not None:
+                    self.bus.send(bm.Xon(pid))
+        if self._xoff:
+            self._arm_xon()
+
+    def _on_refresh(self, r: PeerRunner, rr: Any) -> None:
+        pid = self.peer_ids.get(r.address, 0)
+        if self.bus is None or not pid or getattr(rr, "subtype", 0) != 0:
+            return          # BoRR/EoRR from the peer frame its own re-sent routes: nothing to do
+        self.bus.send(bm.RouteRefreshRequest(pid, rr.afi, rr.safi))
+
     def _on_rib(self, msg: Any) -> None:
         try:
             if type(msg) is MaxPrefixExceeded:
@@ -310,6 +371,10 @@ class Worker:
                 r.max_prefix_exceeded(msg.afi, msg.limit, msg.count)
             elif type(msg) is RibPeerStatus:
                 self.rib_status[msg.peer_id] = msg.stats
+            elif type(msg) is ClientReset:
+                r = self._by_id.get(msg.peer_id)
+                if r is not None and r.established:
+                    r.clear(msg.reason)
             else:
                 self.log.debug(f"RIB message {type(msg).__name__} ignored")
         except Exception:
@@ -368,10 +433,25 @@ class Worker:
             self.log.warning(f"change for unknown neighbor {addr}", neighbor=addr)
             return
         if not msg.reset:
-            r.neighbor = msg.neighbor
-            r.settings = local_settings(msg.neighbor, r.global_)
+            # reload without a reset (rserver/supervisor/reload.py NEIGHBOR_LIVE): labels,
+            # local timers and collision policy, max-prefix limits; the OPEN settings are
+            # replaced too, for the next session
+            old, new = r.neighbor, msg.neighbor
+            r.neighbor = new
+            r.settings = local_settings(new, r.global_)
             r.fsm.settings = r.settings
-            self.log.info("neighbor settings changed; they apply from the next session",
+            if new.name != r.name:
+                r.name = new.name
+                r.log = r.log.bind(neighbor_name=new.name)
+            r.fsm.config = msgspec.structs.replace(
+                r.fsm.config, connect_retry_time=float(new.connect_retry),
+                delay_open_time=float(new.delay_open),
+                collision_detect_established=new.collision_in_established,
+                idle_hold_time=float(getattr(new, "error_wait_time", r.fsm.config.idle_hold_time)))
+            pid = self.peer_ids.get(addr, 0)
+            if new.max_prefix != old.max_prefix and r.established and self.bus is not None and pid:
+                self._session_up(r, pid)                 # the RIB takes the new limits now
+            self.log.info("neighbor settings changed without a session reset",
                           neighbor=addr, neighbor_name=r.name, fsm_state=str(r.fsm.state))
             return
         r.stop(CEASE_CONFIG_CHANGE, "configuration change")
@@ -389,7 +469,9 @@ class Worker:
             r.close()
         t = asyncio.get_running_loop().create_task(retire())
         self._tasks.add(t)
+        self._retiring.add(t)
         t.add_done_callback(self._tasks.discard)
+        t.add_done_callback(self._retiring.discard)
 
     def _status(self, msg: StatusRequest) -> None:
         if msg.address is None:
@@ -427,9 +509,10 @@ class Worker:
         for r in runners:
             if r.fsm.state != State.IDLE:
                 r.stop(CEASE_ADMIN_SHUTDOWN, reason)
-        if runners:
-            await asyncio.wait([asyncio.ensure_future(r.wait_closed(SHUTDOWN_FLUSH)) for r in runners],
-                               timeout=SHUTDOWN_FLUSH + 0.5)
+        flushing = [asyncio.ensure_future(r.wait_closed(SHUTDOWN_FLUSH)) for r in runners]
+        flushing += list(self._retiring)                # a removed peer's Cease 6/3 must go out too
+        if flushing:
+            await asyncio.wait(flushing, timeout=SHUTDOWN_FLUSH + 0.5)
         for r in runners:
             r.close()
         if reply:

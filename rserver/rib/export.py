@@ -1,0 +1,577 @@
+"""Export to route-server clients (RFC 7947), inside the RIB process (docs/export.md).
+
+The Loc-RIB keeps, per prefix, the best path and the best path from another peer than the
+best's source ("second"). What client ``m`` is sent for a prefix is ``best`` unless ``best``
+came from ``m``, then ``second`` (RFC 7947 §2.3.2.1 path-hiding mitigation), nothing when that
+is absent. Attributes are the interned canonical blobs, unchanged (RFC 7947 §2.2: no RS AS
+prepended unless the client asks for it, NEXT_HOP, MED, communities untouched; unknown
+optional transitive attributes are already byte-exact with Partial set in the blob).
+
+Update groups ("encode once, send many"): clients of one address family with the same
+export handling - same AS4 capability, ADD-PATH send or not, maximum message size and
+prepend setting - form a :class:`Group`. A Loc-RIB change column is split once per group
+(``export_split``): the records every member sees go, per set of excluded members (the old
+and new source of the prefix), into one encoded stream written to every other member; the
+few members for which the change differs (the sources themselves) get their own encoding.
+Clients with ADD-PATH send get every path but their own (path id = source peer and its path
+id, ``addpath_map``) straight from the Adj-RIB-In changes.
+
+A client is *live* (its group's stream reaches it) or *catching up*: right after its session
+came up (the initial table, then End-of-RIB), after a ROUTE-REFRESH (BoRR, table, EoRR with
+enhanced route refresh, RFC 7313), or while it is blocked - its worker's export stream is
+above its high watermark, or the worker told us (Xoff) that the client's TCP queue is. While
+not live, the Loc-RIB changes are remembered as prefixes to revisit (the Loc-RIB change
+columns are kept by reference and reduced to distinct prefixes when they grow past the table
+size, so memory is bounded by the table, not by churn); once unblocked the client is sent the
+current state of those prefixes, in chunks, and rejoins the live stream. A slow client never
+holds up its group and never makes the RIB queue its updates.
+
+The Adj-RIB-Out of a client is not stored: it is what the rule above gives over the Loc-RIB
+(``adj_rib_out``), or for ADD-PATH clients every other peer's Adj-RIB-In.
+"""
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections import deque
+from typing import Any, Callable, Iterable, Optional
+
+from ..bus.messages import SessionUp
+from ..codec import encode_batch, encode_eor
+from ..codec.layout import (
+    ADDPATH_V4, ADDPATH_V6, ATTR_REC_SIZE, NO_ATTR, NO_OFF, REC4_SIZE, REC6_SIZE, CodecContext,
+)
+from ..codec.messages import RouteRefresh, encode_route_refresh
+from ..log import get_logger
+
+try:                                    # the compiled kernels; the reference only if not built
+    from ._tables import addpath_map, export_split, lookup_best, select_for
+
+    def gather(attrs: Any, records: bytes, afi: int):
+        return attrs.gather(records, afi)
+except ImportError:                     # pragma: no cover - setup.sh fails without the build
+    from .export_py import addpath_map, export_split, gather, lookup_best, select_for
+
+__all__ = ["Exporter", "Client", "Group", "count_messages", "prepend_sets", "CHUNK"]
+
+NONE = 0xFFFFFFFF
+AP_BIT = {1: ADDPATH_V4, 2: ADDPATH_V6}
+LOCCHG_SIZE = {1: 53, 2: 65}
+BEST_SIZE = {1: 29, 2: 41}
+REC_SIZE = {1: REC4_SIZE, 2: REC6_SIZE}
+CHUNK = 50_000                  # prefixes per catch-up step (the loop serves others in between)
+AP_BACKLOG_MAX = 4_000_000      # ADD-PATH records kept for a blocked client before it is reset
+_HDR = struct.Struct("!16xHB")
+
+
+def count_messages(data: bytes) -> int:
+    """Number of BGP messages in a run of whole messages."""
+    n = 0
+    p = 0
+    end = len(data)
+    unpack = _HDR.unpack_from
+    while p < end:
+        p += unpack(data, p)[0]
+        n += 1
+    return n
+
+
+def _prepend_blob(blob: bytes, asn: int) -> bytes:
+    """The canonical blob with ``asn`` prepended to AS_PATH (4-octet ASes, RFC 4271 §5.1.2)."""
+    out = []
+    p = 0
+    done = False
+    n = len(blob)
+    while p < n:
+        f, t = blob[p], blob[p + 1]
+        if f & 0x10:
+            hl, vl = 4, (blob[p + 2] << 8) | blob[p + 3]
+        else:
+            hl, vl = 3, blob[p + 2]
+        if t == 2 and not done:
+            v = blob[p + hl:p + hl + vl]
+            if v and v[0] == 2 and v[1] < 255:
+                v = bytes((2, v[1] + 1)) + asn.to_bytes(4, "big") + v[2:]
+            else:
+                v = b"\x02\x01" + asn.to_bytes(4, "big") + v
+            out.append(_tlv(f, 2, v))
+            done = True
+        else:
+            if t > 2 and not done:
+                out.append(_tlv(0x40, 2, b"\x02\x01" + asn.to_bytes(4, "big")))
+                done = True
+            out.append(blob[p:p + hl + vl])
+        p += hl + vl
+    if not done:
+        out.append(_tlv(0x40, 2, b"\x02\x01" + asn.to_bytes(4, "big")))
+    return b"".join(out)
+
+
+def _tlv(flags: int, t: int, v: bytes) -> bytes:
+    if len(v) > 255:
+        return bytes((flags | 0x10, t)) + len(v).to_bytes(2, "big") + v
+    return bytes((flags & ~0x10 & 0xFF, t, len(v))) + v
+
+
+def _mp_off(blob: bytes) -> int:
+    p = 0
+    n = len(blob)
+    while p < n:
+        f, t = blob[p], blob[p + 1]
+        hl, vl = (4, (blob[p + 2] << 8) | blob[p + 3]) if f & 0x10 else (3, blob[p + 2])
+        if t == 14:
+            return p
+        p += hl + vl
+    return NO_OFF
+
+
+def prepend_sets(attr_data: bytes, attr_index: bytes, asn: int) -> tuple[bytes, bytes]:
+    """``gather`` output with ``asn`` prepended to every set's AS_PATH (per set, not per prefix)."""
+    blobs = []
+    recs = bytearray(attr_index)
+    off = 0
+    for i in range(0, len(attr_index), ATTR_REC_SIZE):
+        o, ln = struct.unpack_from("<II", attr_index, i)
+        b = _prepend_blob(bytes(attr_data[o:o + ln]), asn)
+        struct.pack_into("<II", recs, i, off, len(b))
+        struct.pack_into("<I", recs, i + ATTR_REC_SIZE - 4, _mp_off(b))
+        blobs.append(b)
+        off += len(b)
+    return b"".join(blobs), bytes(recs)
+
+
+class Group:
+    """Clients of one family sharing one encoded stream."""
+
+    __slots__ = ("key", "afi", "ctx", "prepend_as", "addpath", "members", "live", "bitmap", "gid")
+
+    def __init__(self, key: tuple, gid: int):
+        afi, as4, addpath, max_msg, prepend_as = key
+        self.key = key
+        self.gid = gid
+        self.afi = afi
+        self.addpath = addpath
+        self.prepend_as = prepend_as
+        self.ctx = CodecContext(as4=as4, addpath_tx=AP_BIT[afi] if addpath else 0, max_msg=max_msg)
+        self.members: set[int] = set()
+        self.live: set[int] = set()
+        self.bitmap = bytearray()
+
+    def set_live(self, pid: int, live: bool) -> None:
+        if live:
+            self.live.add(pid)
+        else:
+            self.live.discard(pid)
+        need = (pid >> 3) + 1
+        if len(self.bitmap) < need:
+            self.bitmap.extend(bytes(need - len(self.bitmap)))
+        if live:
+            self.bitmap[pid >> 3] |= 1 << (pid & 7)
+        else:
+            self.bitmap[pid >> 3] &= ~(1 << (pid & 7)) & 0xFF
+
+
+class Client:
+    """Export state of one Established client."""
+
+    def __init__(self, up: SessionUp, identity: bytes):
+        self.peer_id = up.peer_id
+        self.identity = identity
+        self.address = up.address
+        self.afis = sorted({afi for afi, safi in up.families if safi == 1 and afi in (1, 2)})
+        self.addpath = {afi: bool(up.addpath_tx & AP_BIT[afi]) for afi in (1, 2)}
+        self.enhanced_refresh = up.enhanced_refresh
+        self.groups: dict[int, Group] = {}
+        self.work: deque = deque()          # (afi, kind, data, pos) catch-up items
+        self.dirty: dict[int, list] = {1: [], 2: []}     # Loc-RIB change columns (or key columns)
+        self.dirty_bytes = {1: 0, 2: 0}
+        self.backlog: dict[int, list] = {1: [], 2: []}   # ADD-PATH records while not live
+        self.backlog_n = 0
+        self.xoff = False
+        self.scheduled = False
+        self.closed = False
+        self.prefixes_sent = 0
+        self.updates_sent = 0
+        self.eor_sent: set[int] = set()
+
+    def key(self, afi: int, up: SessionUp) -> tuple:
+        return (afi, up.as4, self.addpath[afi], up.max_msg, up.prepend_as)
+
+
+class Exporter:
+    """Every client's export, driven by the RIB process.
+
+    ``emit(identity, peer_ids, afi, data, messages)`` hands encoded UPDATE bytes to the bus;
+    ``blocked(identity)`` says whether that worker's export stream is above its high
+    watermark; ``reset(peer_id, reason)`` asks the worker to reset a client's session."""
+
+    def __init__(self, attrs: Any, locrib: dict, peers: dict, *,
+                 emit: Callable[[bytes, list, int, bytes, int], None],
+                 blocked: Callable[[bytes], bool] = lambda identity: False,
+                 reset: Optional[Callable[[int, str], None]] = None,
+                 chunk: int = CHUNK):
+        self.attrs = attrs
+        self.locrib = locrib
+        self.peers = peers                  # peer_id -> RibPeer (Adj-RIB-In for ADD-PATH dumps)
+        self.emit_fn = emit
+        self.blocked = blocked
+        self.reset_fn = reset
+        self.chunk = chunk
+        self.dirty_min = 1024          # remembered changes are reduced past 2 x max(table, this)
+        self.clients: dict[int, Client] = {}
+        self.groups: dict[tuple, Group] = {}
+        self._gid = 0
+        self.log = get_logger("export")
+        self.stats = {"batches": 0, "bytes": 0, "messages": 0, "encodes": 0}
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def client_up(self, up: SessionUp, identity: bytes) -> Client:
+        """A session reached Established: the client gets its table, then End-of-RIB."""
+        self.client_down(up.peer_id)
+        c = Client(up, identity)
+        self.clients[c.peer_id] = c
+        for afi in c.afis:
+            key = c.key(afi, up)
+            g = self.groups.get(key)
+            if g is None:
+                self._gid += 1
+                g = self.groups[key] = Group(key, self._gid)
+            g.members.add(c.peer_id)
+            c.groups[afi] = g
+            self._queue_table(c, afi)
+            c.work.append((afi, "raw", encode_eor(afi, 1), "eor"))
+        self._schedule(c)
+        return c
+
+    def client_down(self, peer_id: int) -> None:
+        c = self.clients.pop(peer_id, None)
+        if c is None:
+            return
+        c.closed = True
+        for afi, g in c.groups.items():
+            g.members.discard(peer_id)
+            g.set_live(peer_id, False)
+            if not g.members:
+                self.groups.pop(g.key, None)
+
+    def refresh(self, peer_id: int, afi: int) -> bool:
+        """ROUTE-REFRESH from a client (RFC 2918): re-send its table of ``afi``, between BoRR
+        and EoRR when enhanced route refresh was negotiated (RFC 7313 §4)."""
+        c = self.clients.get(peer_id)
+        if c is None or afi not in c.groups:
+            return False
+        self._leave(c, afi)
+        if c.enhanced_refresh:
+            c.work.append((afi, "raw", encode_route_refresh(RouteRefresh(afi, 1, 1)), "borr"))
+        self._queue_table(c, afi)
+        if c.enhanced_refresh:
+            c.work.append((afi, "raw", encode_route_refresh(RouteRefresh(afi, 1, 2)), "eorr"))
+        self._schedule(c)
+        return True
+
+    def set_xoff(self, peer_id: int, xoff: bool) -> None:
+        c = self.clients.get(peer_id)
+        if c is None or c.xoff == xoff:
+            return
+        c.xoff = xoff
+        if xoff:
+            for afi in c.groups:
+                self._leave(c, afi)
+        else:
+            self._schedule(c)
+
+    def worker_paused(self, identity: bytes, paused: bool) -> None:
+        for c in self.clients.values():
+            if c.identity != identity:
+                continue
+            if paused:
+                for afi in c.groups:
+                    self._leave(c, afi)
+            else:
+                self._schedule(c)
+
+    def _queue_table(self, c: Client, afi: int) -> None:
+        if c.addpath[afi]:
+            c.backlog[afi].clear()
+            c.work.append((afi, "addpath-dump", None, 0))
+        else:
+            c.dirty[afi].clear()
+            c.dirty_bytes[afi] = 0
+            c.work.append((afi, "dump", None, 0))
+
+    def _leave(self, c: Client, afi: int) -> None:
+        g = c.groups.get(afi)
+        if g is not None and c.peer_id in g.live:
+            g.set_live(c.peer_id, False)
+
+    def _is_blocked(self, c: Client) -> bool:
+        return c.xoff or self.blocked(c.identity)
+
+    # -- changes from the Loc-RIB -------------------------------------------------------------
+
+    def on_changes(self, afi: int, src: int, chg: bytes, locchg: bytes) -> None:
+        """One peer's Adj-RIB-In changes ``chg`` and the Loc-RIB's resulting ``locchg``."""
+        for g in list(self.groups.values()):
+            if g.afi != afi:
+                continue
+            if g.addpath:
+                if not chg:
+                    continue
+                recs, max_pid = addpath_map(chg, afi, src, True)
+                if max_pid >= 4096:
+                    self.log.warning("ADD-PATH: path ids >= 4096 from a peer are folded (collisions possible)",
+                                     peer_id=src, max_path_id=max_pid)
+                if not recs:
+                    continue
+                targets = [m for m in g.live if m != src]
+                if targets:
+                    self._send(targets, g, recs)
+                for m in g.members - g.live:
+                    self._note_backlog(m, afi, recs, src)
+                continue
+            if not locchg:
+                continue
+            if g.live:
+                general, special = export_split(locchg, afi, bytes(g.bitmap))
+                for (a, b), recs in general.items():
+                    targets = [m for m in g.live if m != a and m != b]
+                    if targets:
+                        self._send(targets, g, recs)
+                for m, recs in special.items():
+                    if m in g.live:
+                        self._send([m], g, recs)
+            for m in g.members - g.live:
+                self._note_dirty(m, afi, locchg)
+
+    def _note_dirty(self, m: int, afi: int, locchg: bytes) -> None:
+        c = self.clients.get(m)
+        if c is None:
+            return
+        c.dirty[afi].append(locchg)
+        c.dirty_bytes[afi] += len(locchg)
+        table = max(len(self.locrib[afi]), self.dirty_min)
+        if c.dirty_bytes[afi] // LOCCHG_SIZE[afi] > 2 * table:
+            keys = self._dirty_keys(c, afi)         # bounded: distinct prefixes only
+            c.dirty[afi] = [("keys", keys)]
+            c.dirty_bytes[afi] = 0
+
+    def _note_backlog(self, m: int, afi: int, recs: bytes, src: int) -> None:
+        c = self.clients.get(m)
+        if c is None or m == src:
+            return
+        c.backlog[afi].append(recs)
+        c.backlog_n += len(recs) // REC_SIZE[afi]
+        if c.backlog_n > AP_BACKLOG_MAX:
+            self.log.warning("export: ADD-PATH client blocked too long, resetting its session",
+                             neighbor=c.address, peer_id=m)
+            c.backlog = {1: [], 2: []}
+            c.backlog_n = 0
+            if self.reset_fn is not None:
+                self.reset_fn(m, "route server export backlog exceeded")
+
+    def _resolve_backlog(self, c: Client, afi: int) -> bytes:
+        """The ADD-PATH changes a blocked client missed, reduced to one record per path with
+        the path's *current* attributes (attr ids kept across collect() are not trusted)."""
+        rs = REC_SIZE[afi]
+        last: dict[bytes, None] = {}
+        for col in c.backlog[afi]:
+            for i in range(0, len(col), rs):
+                last.pop(col[i + 4:i + rs], None)
+                last[col[i + 4:i + rs]] = None
+        out = []
+        pack = struct.Struct("<II").pack
+        for k in last:
+            pid_out = int.from_bytes(k[:4], "little")
+            src, in_pid = pid_out & 0xFFFFF, pid_out >> 20
+            p = self.peers.get(src)
+            aid = None
+            if p is not None and src != c.peer_id:
+                aid = p.tables[afi].lookup(pack(0, in_pid) + k[4:])
+            out.append(pack(NO_ATTR if aid is None else aid, pid_out) + k[4:])
+        return b"".join(out)
+
+    def holds_ids(self) -> bool:
+        """True while a catch-up holds attr ids of a table snapshot between steps: the RIB
+        then defers AttrTable.collect() so none of them is freed and reused meanwhile."""
+        return any(item[1] in ("best", "records", "best-w") for c in self.clients.values() for item in c.work)
+
+    def _dirty_keys(self, c: Client, afi: int) -> bytes:
+        """Distinct prefixes (as prefix records, attr ignored) named by the remembered changes."""
+        seen: dict[bytes, None] = {}
+        kl = 5 if afi == 1 else 17
+        rs = LOCCHG_SIZE[afi]
+        pad = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+        for item in c.dirty[afi]:
+            if isinstance(item, tuple):             # already keys (prefix records)
+                krs = REC_SIZE[afi]
+                col = item[1]
+                for i in range(0, len(col), krs):
+                    seen.setdefault(col[i + 8:i + krs], None)
+            else:
+                col = item
+                for i in range(0, len(col), rs):
+                    seen.setdefault(col[i:i + kl], None)
+        return b"".join(pad + k for k in seen)
+
+    # -- encoding and sending -------------------------------------------------------------------
+
+    def _encode(self, g: Group, recs: bytes) -> bytes:
+        attr_data, attr_index, local = gather(self.attrs, recs, g.afi)
+        if g.prepend_as:
+            attr_data, attr_index = prepend_sets(attr_data, attr_index, g.prepend_as)
+        self.stats["encodes"] += 1
+        return encode_batch(attr_data, attr_index, local, g.afi, g.ctx)
+
+    def _send(self, targets: Iterable[int], g: Group, recs: bytes) -> None:
+        data = self._encode(g, recs)
+        if not data:
+            return
+        n = len(recs) // REC_SIZE[g.afi]
+        self._emit(targets, g.afi, data, n)
+
+    def _emit(self, targets: Iterable[int], afi: int, data: bytes, prefixes: int = 0) -> None:
+        msgs = count_messages(data)
+        by_worker: dict[bytes, list] = {}
+        for m in targets:
+            c = self.clients.get(m)
+            if c is None:
+                continue
+            by_worker.setdefault(c.identity, []).append(m)
+            c.prefixes_sent += prefixes
+            c.updates_sent += msgs
+        for identity, pids in by_worker.items():
+            self.emit_fn(identity, pids, afi, data, msgs)
+            self.stats["batches"] += 1
+            self.stats["bytes"] += len(data)
+            self.stats["messages"] += msgs
+
+    # -- catching up ------------------------------------------------------------------------------
+
+    def _schedule(self, c: Client) -> None:
+        if c.scheduled or c.closed:
+            return
+        c.scheduled = True
+        try:
+            asyncio.get_running_loop().call_soon(self._pump, c.peer_id)
+        except RuntimeError:            # no loop (unit tests drive pump_all())
+            c.scheduled = False
+
+    def pump_all(self) -> None:
+        """Run every client's catch-up to completion (tests without an event loop)."""
+        for _ in range(1_000_000):
+            busy = False
+            for pid in list(self.clients):
+                c = self.clients.get(pid)
+                if c is not None and not self._is_blocked(c) and (c.work or self._has_pending(c)):
+                    self._step(c)
+                    busy = True
+            if not busy:
+                return
+
+    def _pump(self, peer_id: int) -> None:
+        c = self.clients.get(peer_id)
+        if c is None:
+            return
+        c.scheduled = False
+        if c.closed or self._is_blocked(c):
+            return                          # resumed by xon / the worker's stream draining
+        try:
+            more = self._step(c)
+        except Exception:
+            self.log.exception("export: catch-up step failed", neighbor=c.address, peer_id=peer_id)
+            return
+        if more:
+            self._schedule(c)
+
+    def _has_pending(self, c: Client) -> bool:
+        return any(c.dirty[a] or c.backlog[a] for a in (1, 2))
+
+    def _step(self, c: Client) -> bool:
+        """One chunk of catch-up work; True if more remains. Joins the live stream when done."""
+        budget = self.chunk
+        while budget > 0 and not self._is_blocked(c):
+            if not c.work:
+                if not self._has_pending(c):
+                    for afi, g in c.groups.items():
+                        if c.peer_id not in g.live:
+                            g.set_live(c.peer_id, True)
+                    return False
+                for afi in (1, 2):
+                    if c.dirty[afi]:
+                        keys = self._dirty_keys(c, afi)
+                        c.dirty[afi] = []
+                        c.dirty_bytes[afi] = 0
+                        c.work.append((afi, "keys", keys, 0))
+                    if c.backlog[afi]:
+                        c.work.append((afi, "records", self._resolve_backlog(c, afi), 0))
+                        c.backlog[afi] = []
+                c.backlog_n = 0
+                continue
+            afi, kind, data, pos = c.work.popleft()
+            g = c.groups.get(afi)
+            if g is None:
+                continue
+            if kind == "raw":
+                self._emit([c.peer_id], afi, data)
+                if pos == "eor":
+                    c.eor_sent.add(afi)
+                continue
+            if kind == "dump":
+                data = self.locrib[afi].dump_best()
+                kind = "best"
+            elif kind == "addpath-dump":
+                parts = []
+                for pid, p in self.peers.items():
+                    if pid != c.peer_id:
+                        recs, _ = addpath_map(p.tables[afi].dump(), afi, pid, False)
+                        parts.append(recs)
+                data = b"".join(parts)
+                kind = "records"
+            if kind == "keys":
+                # current state of the remembered prefixes: announce or withdraw
+                data = lookup_best(self.locrib[afi], data)
+                kind = "best-w"
+            size = BEST_SIZE[afi] if kind in ("best", "best-w") else REC_SIZE[afi]
+            end = min(len(data), pos + budget * size)
+            piece = data[pos:end]
+            if kind == "best":
+                recs = select_for(piece, afi, c.peer_id, False)
+            elif kind == "best-w":
+                recs = select_for(piece, afi, c.peer_id, True)
+            else:
+                recs = piece
+            if recs:
+                self._send([c.peer_id], g, recs)
+            budget -= (end - pos) // size
+            if end < len(data):
+                c.work.appendleft((afi, kind, data, end))
+        return bool(c.work) or self._has_pending(c) or any(c.peer_id not in g.live for g in c.groups.values())
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def adj_rib_out(self, peer_id: int, afi: int) -> Optional[bytes]:
+        """What ``peer_id`` has been sent for ``afi`` (once caught up), as prefix records
+        carrying global attr ids; None when it is not an export client of that family."""
+        c = self.clients.get(peer_id)
+        if c is None or afi not in c.groups:
+            return None
+        if c.addpath[afi]:
+            parts = []
+            for pid, p in self.peers.items():
+                if pid != peer_id:
+                    parts.append(addpath_map(p.tables[afi].dump(), afi, pid, False)[0])
+            return b"".join(parts)
+        return select_for(self.locrib[afi].dump_best(), afi, peer_id, False)
+
+    def status(self, peer_id: int) -> Optional[dict]:
+        c = self.clients.get(peer_id)
+        if c is None:
+            return None
+        return {
+            "families": ["ipv4" if a == 1 else "ipv6" for a in c.afis],
+            "groups": {("ipv4" if a == 1 else "ipv6"): g.gid for a, g in c.groups.items()},
+            "live": [("ipv4" if a == 1 else "ipv6") for a, g in c.groups.items() if c.peer_id in g.live],
+            "xoff": c.xoff, "prefixes_sent": c.prefixes_sent, "updates_sent": c.updates_sent,
+            "eor_sent": sorted("ipv4" if a == 1 else "ipv6" for a in c.eor_sent),
+        }
