@@ -42,7 +42,9 @@ from ..codec.layout import (
     ADDPATH_V4, ADDPATH_V6, ATTR_REC_SIZE, NO_ATTR, NO_OFF, REC4_SIZE, REC6_SIZE, CodecContext,
 )
 from ..codec.messages import RouteRefresh, encode_route_refresh
+from ..codec.layout import ATTR_REC
 from ..log import get_logger
+from .bestpath import PeerRef, candidate_from_attr_rec, rank
 
 try:                                    # the compiled kernels; the reference only if not built
     from ._tables import addpath_map, export_split, lookup_best, select_for
@@ -62,6 +64,9 @@ REC_SIZE = {1: REC4_SIZE, 2: REC6_SIZE}
 CHUNK = 50_000                  # prefixes per catch-up step (the loop serves others in between)
 AP_BACKLOG_MAX = 4_000_000      # ADD-PATH records kept for a blocked client before it is reset
 _HDR = struct.Struct("!16xHB")
+_REC_HEAD = struct.Struct("<II")
+_U32X2 = struct.Struct("<II")
+_U32 = struct.Struct("<I")
 
 
 def count_messages(data: bytes) -> int:
@@ -143,14 +148,15 @@ def prepend_sets(attr_data: bytes, attr_index: bytes, asn: int) -> tuple[bytes, 
 class Group:
     """Clients of one family sharing one encoded stream."""
 
-    __slots__ = ("key", "afi", "ctx", "prepend_as", "addpath", "members", "live", "bitmap", "gid")
+    __slots__ = ("key", "afi", "ctx", "prepend_as", "addpath", "best_n", "members", "live", "bitmap", "gid")
 
     def __init__(self, key: tuple, gid: int):
-        afi, as4, addpath, max_msg, prepend_as = key
+        afi, as4, addpath, max_msg, prepend_as, best_n = key
         self.key = key
         self.gid = gid
         self.afi = afi
         self.addpath = addpath
+        self.best_n = best_n            # ADD-PATH "best N" (0: every path)
         self.prepend_as = prepend_as
         self.ctx = CodecContext(as4=as4, addpath_tx=AP_BIT[afi] if addpath else 0, max_msg=max_msg)
         self.members: set[int] = set()
@@ -181,6 +187,7 @@ class Client:
         self.afis = sorted({afi for afi, safi in up.families if safi == 1 and afi in (1, 2)})
         self.addpath = {afi: bool(up.addpath_tx & AP_BIT[afi]) for afi in (1, 2)}
         self.enhanced_refresh = up.enhanced_refresh
+        self.best_n = max(0, up.add_path_send_max)
         self.groups: dict[int, Group] = {}
         self.work: deque = deque()          # (afi, kind, data, pos) catch-up items
         self.dirty: dict[int, list] = {1: [], 2: []}     # Loc-RIB change columns (or key columns)
@@ -195,7 +202,8 @@ class Client:
         self.eor_sent: set[int] = set()
 
     def key(self, afi: int, up: SessionUp) -> tuple:
-        return (afi, up.as4, self.addpath[afi], up.max_msg, up.prepend_as)
+        return (afi, up.as4, self.addpath[afi], up.max_msg, up.prepend_as,
+                self.best_n if self.addpath[afi] else 0)
 
 
 class Exporter:
@@ -294,7 +302,7 @@ class Exporter:
     def _queue_table(self, c: Client, afi: int) -> None:
         if c.addpath[afi]:
             c.backlog[afi].clear()
-            c.work.append((afi, "addpath-dump", None, 0))
+            c.work.append((afi, "bestn-dump" if c.best_n else "addpath-dump", None, 0))
         else:
             c.dirty[afi].clear()
             c.dirty_bytes[afi] = 0
@@ -314,6 +322,10 @@ class Exporter:
         """One peer's Adj-RIB-In changes ``chg`` and the Loc-RIB's resulting ``locchg``."""
         for g in list(self.groups.values()):
             if g.afi != afi:
+                continue
+            if g.addpath and g.best_n:
+                if chg:
+                    self._best_n_changes(g, src, chg)
                 continue
             if g.addpath:
                 if not chg:
@@ -343,6 +355,81 @@ class Exporter:
                         self._send([m], g, recs)
             for m in g.members - g.live:
                 self._note_dirty(m, afi, locchg)
+
+    # -- ADD-PATH best N (a Python path per changed prefix: only for clients that ask for it) --
+
+    def _ranked(self, afi: int, cands: list) -> list:
+        """Candidates ``(peer, path_id, attr)`` best first, by the decision process."""
+        if len(cands) < 2:
+            return list(cands)
+        lr = self.locrib[afi]
+        objs = []
+        for peer, pid, aid in cands:
+            info = lr.peer(peer)
+            ref = PeerRef(info[2], info[0], info[1]) if info is not None else PeerRef(peer, 0, b"\0\0\0\0")
+            objs.append(candidate_from_attr_rec(ATTR_REC.unpack(self.attrs.rec(aid)), ref, path_id=pid,
+                                                default_local_pref=lr.default_local_pref))
+        order = rank(objs, always_compare_med=lr.always_compare_med, missing_med_worst=lr.missing_med_worst)
+        return [cands[i] for i in order]
+
+    @staticmethod
+    def _top(ranked: list, m: int, n: int) -> dict:
+        """The best ``n`` paths client ``m`` may receive: out path id -> attr id."""
+        out = {}
+        for peer, pid, aid in ranked:
+            if peer != m:
+                out[((pid & 0xFFF) << 20) | (peer & 0xFFFFF)] = aid
+                if len(out) == n:
+                    break
+        return out
+
+    @staticmethod
+    def _diff_records(old: dict, new: dict, key: bytes) -> list:
+        pack = _REC_HEAD.pack
+        recs = [pack(NO_ATTR, opid) + key for opid in old if opid not in new]
+        recs += [pack(aid, opid) + key for opid, aid in new.items() if old.get(opid) != aid]
+        return recs
+
+    def _best_n_changes(self, g: Group, src: int, chg: bytes) -> None:
+        """One source's Adj-RIB-In changes for a best-N group: per changed prefix, each
+        member's best N before (the candidates with the change undone) and after."""
+        afi = g.afi
+        rs = 17 if afi == 1 else 29
+        by_key: dict[bytes, list] = {}
+        for i in range(0, len(chg), rs):
+            new, pid = _U32X2.unpack_from(chg, i)
+            by_key.setdefault(chg[i + 8:i + rs - 4], []).append((pid, new, _U32.unpack_from(chg, i + rs - 4)[0]))
+        lr = self.locrib[afi]
+        out: dict[int, list] = {}
+        for key, changes in by_key.items():
+            cur = lr.candidates((key[0], key[1:]))
+            old = list(cur)
+            for pid, new, was in reversed(changes):
+                old = [c for c in old if not (c[0] == src and c[1] == pid)]
+                if was != NO_ATTR:
+                    old.append((src, pid, was))
+            new_r, old_r = self._ranked(afi, cur), self._ranked(afi, old)
+            for m in g.members:
+                if m == src and not any(c[0] != src for c in cur + old):
+                    continue
+                recs = self._diff_records(self._top(old_r, m, g.best_n), self._top(new_r, m, g.best_n), key)
+                if recs:
+                    out.setdefault(m, []).extend(recs)
+        for m, recs in out.items():
+            data = b"".join(recs)
+            if m in g.live:
+                self._send([m], g, data)
+            else:
+                self._note_backlog(m, afi, data, -1)
+
+    def _best_n_records(self, c: "Client", afi: int, keys: Iterable[bytes], n: int) -> bytes:
+        """Current best-N announcements of client ``c`` for prefix keys (plen + addr)."""
+        lr = self.locrib[afi]
+        recs = []
+        for key in keys:
+            top = self._top(self._ranked(afi, lr.candidates((key[0], key[1:]))), c.peer_id, n)
+            recs += self._diff_records({}, top, key)
+        return b"".join(recs)
 
     def _note_dirty(self, m: int, afi: int, locchg: bytes) -> None:
         c = self.clients.get(m)
@@ -380,21 +467,32 @@ class Exporter:
                 last.pop(col[i + 4:i + rs], None)
                 last[col[i + 4:i + rs]] = None
         out = []
-        pack = struct.Struct("<II").pack
+        pack = _REC_HEAD.pack
+        g = c.groups.get(afi)
+        best_n = g.best_n if g is not None else 0
+        tops: dict[bytes, dict] = {}
         for k in last:
             pid_out = int.from_bytes(k[:4], "little")
             src, in_pid = pid_out & 0xFFFFF, pid_out >> 20
-            p = self.peers.get(src)
             aid = None
-            if p is not None and src != c.peer_id:
-                aid = p.tables[afi].lookup(pack(0, in_pid) + k[4:])
+            if best_n:
+                top = tops.get(k[4:])
+                if top is None:
+                    key = k[4:]
+                    top = tops[key] = self._top(self._ranked(afi, self.locrib[afi].candidates((key[0], key[1:]))),
+                                                c.peer_id, best_n)
+                aid = top.get(pid_out)
+            else:
+                p = self.peers.get(src)
+                if p is not None and src != c.peer_id:
+                    aid = p.tables[afi].lookup(pack(0, in_pid) + k[4:])
             out.append(pack(NO_ATTR if aid is None else aid, pid_out) + k[4:])
         return b"".join(out)
 
     def holds_ids(self) -> bool:
         """True while a catch-up holds attr ids of a table snapshot between steps: the RIB
         then defers AttrTable.collect() so none of them is freed and reused meanwhile."""
-        return any(item[1] in ("best", "records", "best-w") for c in self.clients.values() for item in c.work)
+        return any(item[1] in ("best", "records", "best-w", "bestn") for c in self.clients.values() for item in c.work)
 
     def _dirty_keys(self, c: Client, afi: int) -> bytes:
         """Distinct prefixes (as prefix records, attr ignored) named by the remembered changes."""
@@ -528,6 +626,20 @@ class Exporter:
                         parts.append(recs)
                 data = b"".join(parts)
                 kind = "records"
+            if kind == "bestn-dump":
+                data = self.locrib[afi].dump_best()
+                kind = "bestn"
+            if kind == "bestn":
+                size = BEST_SIZE[afi]
+                end = min(len(data), pos + budget * size)
+                kl = 5 if afi == 1 else 17
+                recs = self._best_n_records(c, afi, (data[i:i + kl] for i in range(pos, end, size)), c.best_n)
+                if recs:
+                    self._send([c.peer_id], g, recs)
+                budget -= (end - pos) // size
+                if end < len(data):
+                    c.work.appendleft((afi, kind, data, end))
+                continue
             if kind == "keys":
                 # current state of the remembered prefixes: announce or withdraw
                 data = lookup_best(self.locrib[afi], data)
@@ -556,6 +668,11 @@ class Exporter:
         c = self.clients.get(peer_id)
         if c is None or afi not in c.groups:
             return None
+        if c.addpath[afi] and c.best_n:
+            kl = 5 if afi == 1 else 17
+            dump = self.locrib[afi].dump_best()
+            return self._best_n_records(c, afi, (dump[i:i + kl] for i in range(0, len(dump), BEST_SIZE[afi])),
+                                        c.best_n)
         if c.addpath[afi]:
             parts = []
             for pid, p in self.peers.items():

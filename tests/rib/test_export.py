@@ -81,7 +81,8 @@ class Rib:
             if b.v4 or b.v6:
                 log.append("update")
 
-    def up(self, pid, *, as4=True, addpath=False, prepend_as=0, enhanced=False, identity=None, max_msg=4096):
+    def up(self, pid, *, as4=True, addpath=False, prepend_as=0, enhanced=False, identity=None, max_msg=4096,
+           best_n=0):
         if pid not in self.peers:
             self.peers[pid] = _Peer(pid, self.attrs)
         for lr in self.locrib.values():
@@ -92,7 +93,7 @@ class Rib:
         self.log[pid] = []
         up = SessionUp(peer_id=pid, address=f"127.0.1.{pid}", asn=64500 + pid, bgp_id=0x0A000000 + pid,
                        as4=as4, addpath_tx=ADDPATH_V4 if addpath else 0, families=[(1, 1)], max_msg=max_msg,
-                       enhanced_refresh=enhanced, prepend_as=prepend_as)
+                       enhanced_refresh=enhanced, prepend_as=prepend_as, add_path_send_max=best_n)
         self.ex.client_up(up, identity or f"w{pid}".encode())
         self.ex.pump_all()
 
@@ -242,6 +243,43 @@ def test_add_path_client_gets_every_path_but_its_own(rib):
     assert got == {("10.0.0.0/8", 1): seq(64501), ("10.0.0.0/8", 2): seq(64502, 65000)}
     rib.withdraw(1, ["10.0.0.0/8"])
     assert {k: v.as_path for k, v in rib.got[3].items()} == {("10.0.0.0/8", 2): seq(64502, 65000)}
+
+
+def _paths(rib, pid):
+    return {k: v.as_path for k, v in rib.got[pid].items()}
+
+
+def test_add_path_best_n(rib):
+    for pid in (1, 2, 3):
+        rib.up(pid)
+    rib.announce(1, ["10.0.0.0/8"])
+    rib.announce(2, ["10.0.0.0/8"], path=(65000,))
+    rib.announce(3, ["10.0.0.0/8"], path=(65000, 65001))
+    rib.up(4, addpath=True, best_n=2)                        # initial table: the best two
+    assert _paths(rib, 4) == {("10.0.0.0/8", 1): seq(64501), ("10.0.0.0/8", 2): seq(64502, 65000)}
+    rib.withdraw(1, ["10.0.0.0/8"])                          # the third moves up
+    assert _paths(rib, 4) == {("10.0.0.0/8", 2): seq(64502, 65000), ("10.0.0.0/8", 3): seq(64503, 65000, 65001)}
+    rib.announce(3, ["10.0.0.0/8"])                          # 3 becomes the best: same two paths
+    assert _paths(rib, 4) == {("10.0.0.0/8", 2): seq(64502, 65000), ("10.0.0.0/8", 3): seq(64503)}
+    rib.announce(4, ["10.0.0.0/8"])                          # its own path is never among them
+    assert set(_paths(rib, 4)) == {("10.0.0.0/8", 2), ("10.0.0.0/8", 3)}
+    listed = rib.ex.adj_rib_out(4, 1)
+    assert len(listed) == 2 * REC4_SIZE
+
+
+def test_add_path_best_n_blocked_client_catches_up(rib):
+    for pid in (1, 2, 3):
+        rib.up(pid)
+    rib.up(4, addpath=True, best_n=1)
+    rib.announce(1, ["10.0.0.0/8"], path=(65000,))
+    assert _paths(rib, 4) == {("10.0.0.0/8", 1): seq(64501, 65000)}
+    rib.ex.set_xoff(4, True)
+    rib.announce(2, ["10.0.0.0/8"])                          # better: replaces 1 in the best 1
+    rib.announce(3, ["10.1.0.0/16"])
+    assert _paths(rib, 4) == {("10.0.0.0/8", 1): seq(64501, 65000)}
+    rib.ex.set_xoff(4, False)
+    rib.ex.pump_all()
+    assert _paths(rib, 4) == {("10.0.0.0/8", 2): seq(64502), ("10.1.0.0/16", 3): seq(64503)}
 
 
 def test_slow_client_catches_up_with_the_current_state(rib):
