@@ -805,8 +805,11 @@ class RibBus(_Endpoint):
 
     async def aclose(self, timeout: float = 2.0, linger_ms: int = 200) -> bool:
         ok = True
+        if self.exports:
+            # concurrently: a worker that is already gone must not add its timeout to the others'
+            res = await asyncio.gather(*(s.wait_acked(timeout) for s in self.exports.values()))
+            ok = all(res)
         for s in self.exports.values():
-            ok = await s.wait_acked(timeout) and ok
             s.close()
         for sid in list(self.receiver.streams):
             self.receiver.forget(sid)
