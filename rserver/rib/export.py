@@ -36,6 +36,8 @@ import struct
 from collections import deque
 from typing import Any, Callable, Iterable, Optional
 
+import msgspec
+
 from ..bus.messages import SessionUp
 from ..codec import encode_batch, encode_eor
 from ..codec.layout import (
@@ -145,6 +147,11 @@ def prepend_sets(attr_data: bytes, attr_index: bytes, asn: int) -> tuple[bytes, 
     return b"".join(blobs), bytes(recs)
 
 
+def _export_view(up: SessionUp) -> SessionUp:
+    """The SessionUp fields export depends on (limits and names do not matter to it)."""
+    return msgspec.structs.replace(up, max_prefix=None, name="")
+
+
 class Group:
     """Clients of one family sharing one encoded stream."""
 
@@ -181,6 +188,7 @@ class Client:
     """Export state of one Established client."""
 
     def __init__(self, up: SessionUp, identity: bytes):
+        self.up = up
         self.peer_id = up.peer_id
         self.identity = identity
         self.address = up.address
@@ -235,7 +243,12 @@ class Exporter:
     # -- clients ----------------------------------------------------------------------------
 
     def client_up(self, up: SessionUp, identity: bytes) -> Client:
-        """A session reached Established: the client gets its table, then End-of-RIB."""
+        """A session reached Established: the client gets its table, then End-of-RIB.
+        The same session announced again (e.g. new max-prefix limits on reload) changes nothing."""
+        old = self.clients.get(up.peer_id)
+        if old is not None and old.identity == identity and _export_view(old.up) == _export_view(up):
+            old.up = up
+            return old
         self.client_down(up.peer_id)
         c = Client(up, identity)
         self.clients[c.peer_id] = c

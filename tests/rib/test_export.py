@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 
+import msgspec
 import pytest
 
 from rserver.bus.messages import SessionUp
+from rserver.config import MaxPrefix
 from rserver.codec import decode_updates
 from rserver.codec.attrs import AttrSet, build_blob
 from rserver.codec.constants import AS_TRANS
@@ -370,6 +372,22 @@ def test_catch_up_in_chunks(rib):
     rib.up(2)
     assert len(rib.table(2)) == 10 and rib.log[2][-1] == "eor"
     assert rib.log[2].count("update") >= 4
+
+
+def test_same_session_announced_again_changes_nothing(rib):
+    rib.up(1)
+    rib.announce(1, ["10.0.0.0/8"])
+    rib.up(2)
+    c = rib.ex.clients[2]
+    rib.sent.clear()
+    up = msgspec.structs.replace(c.up, max_prefix=MaxPrefix(ipv4=10))     # e.g. reload: new limits
+    assert rib.ex.client_up(up, c.identity) is c
+    rib.ex.pump_all()
+    assert rib.sent == []
+    up2 = msgspec.structs.replace(c.up, max_msg=65535)                    # a new session: new table
+    assert rib.ex.client_up(up2, c.identity) is not c
+    rib.ex.pump_all()
+    assert [s[1] for s in rib.sent] == [[2], [2]]                         # the table, End-of-RIB
 
 
 def test_count_messages():
