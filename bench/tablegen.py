@@ -439,14 +439,17 @@ def _set_sizes(rng: random.Random, n: int) -> list[int]:
 
 
 def _build(afi: int, n: int, seed: int, next_hop: str, peer_as: int, as4: bool,
-           max_msg: int) -> Table:
-    rng = random.Random(f"rserver-tablegen/{afi}/{seed}")
+           max_msg: int, prefixes: list | None = None, rng: random.Random | None = None) -> Table:
+    """``prefixes`` / ``rng``: given by generate_split (one member's share of a common draw)."""
+    rng = rng or random.Random(f"rserver-tablegen/{afi}/{seed}")
     nh = ipaddress.ip_address(next_hop)
     if (afi == 1) != (nh.version == 4):
         raise ValueError(f"next hop {next_hop} does not match address family {afi}")
     abytes = 4 if afi == 1 else 16
-    prefixes = (_v4_prefixes if afi == 1 else _v6_prefixes)(rng, n)
-    prefixes.sort()
+    if prefixes is None:
+        prefixes = (_v4_prefixes if afi == 1 else _v6_prefixes)(rng, n)
+    prefixes = sorted(prefixes)
+    n = len(prefixes)
     plen_hist = Counter(pl for _, pl in prefixes)
 
     model = _AttrModel(rng, peer_as, as4, afi, nh.packed)
@@ -584,6 +587,28 @@ def generate_v6(n: int = 220_000, seed: int = 1, next_hop: str = "2001:db8::1", 
     """An IPv6 unicast table of ``n`` distinct prefixes as UPDATEs carrying MP_REACH_NLRI
     (AFI 2, SAFI 1, 16-byte next hop, RFC 4760 §3)."""
     return _generate(2, n, seed, next_hop, peer_as, as4, max_msg, cache, cache_dir)
+
+
+def generate_split(afi: int, n_each: int, members: list[tuple[int, str]], seed: int = 1, *,
+                   as4: bool = True, max_msg: int = 4096) -> list[Table]:
+    """Disjoint tables, one per member ``(peer_as, next_hop)``: ``len(members) * n_each``
+    distinct prefixes drawn at once, dealt out at random (each share keeps the length mix),
+    then each share built like a generated table with the member's AS first in every
+    AS_PATH and its next hop. Not cached. ``params["sample"]``: one prefix of the table."""
+    rng = random.Random(f"rserver-tablegen/split/{afi}/{seed}")
+    allp = (_v4_prefixes if afi == 1 else _v6_prefixes)(rng, n_each * len(members))
+    rng.shuffle(allp)
+    out = []
+    for k, (peer_as, next_hop) in enumerate(members):
+        share = allp[k * n_each:(k + 1) * n_each]
+        t = _build(afi, n_each, seed, next_hop, peer_as, as4, max_msg, prefixes=share,
+                   rng=random.Random(f"rserver-tablegen/split/{afi}/{seed}/{k}"))
+        a, pl = share[0]
+        t.params = {"gen": GEN_VERSION, "afi": afi, "n": n_each, "seed": seed, "split": k,
+                    "next_hop": next_hop, "peer_as": peer_as, "as4": as4, "max_msg": max_msg,
+                    "sample": str(ipaddress.ip_network((a, pl)))}
+        out.append(t)
+    return out
 
 
 # --- reporting ---------------------------------------------------------------------------

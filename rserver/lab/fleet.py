@@ -6,7 +6,7 @@ shared memory (``multiprocessing.RawArray``: state, received count, End-of-RIB, 
 announcers finished writing), so sampling costs the workers nothing.
 
 Used by ``bench/fulltable.py``: announcers (``wire`` set: pre-encoded UPDATE streams, sent on
-``go`` and followed by an IPv4 End-of-RIB) and receive-only clients (``keep="count"``).
+``go`` and followed by an IPv4 End-of-RIB, and an IPv6 one with ``ipv6``) and receive-only clients (``keep="count"``).
 Workers are forked after the tables are loaded, so the wire bytes are shared copy-on-write.
 Every worker is stopped by PID (``stop``).
 """
@@ -63,6 +63,7 @@ class Fleet:
         self._ctx = ctx
         self.state = ctx.RawArray("i", self.n)
         self.counts = ctx.RawArray("q", self.n)
+        self.counts6 = ctx.RawArray("q", self.n)      # IPv6 routes held (specs with ipv6)
         self.eor = ctx.RawArray("b", self.n)
         self.sent_at = ctx.RawArray("d", self.n)      # time.monotonic() when the wire was written
         self.updates = ctx.RawArray("q", self.n)
@@ -214,6 +215,8 @@ async def _worker(fleet: Fleet, idxs: list[int], conn) -> None:
         try:
             await sp.send_raw(s.wire)
             await sp.send_eor(1)
+            if s.ipv6:
+                await sp.send_eor(2)
             fleet.sent_at[i] = time.monotonic()
         except Exception as e:  # noqa: BLE001
             fleet.state[i] = ST_FAILED
@@ -223,6 +226,8 @@ async def _worker(fleet: Fleet, idxs: list[int], conn) -> None:
         while not stop.is_set():
             for i, sp in speakers.items():
                 fleet.counts[i] = sp.count(1)
+                if 2 in sp.afis:
+                    fleet.counts6[i] = sp.count(2)
                 fleet.updates[i] = sp.updates_received
                 if 1 in sp.eor_received:
                     fleet.eor[i] = 1
