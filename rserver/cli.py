@@ -6,7 +6,7 @@
     rserver show rib [PREFIX | for IP] [--longer|--shorter] [--detail] [--in|--out X] [-4|-6] [-j]
     rserver neighbor X up|down|clear|refresh   |  -s/--socket PATH, or -c FILE (its run_dir),
             [--reason TEXT] [-j]               |  default ./run/rserver.sock, then
-    rserver monitor [-j]                       |  /run/rserver/rserver.sock
+    rserver monitor [--routes [PREFIX]] [-j]   |  /run/rserver/rserver.sock
     rserver reload [-j]                       /
 
 ``run`` stays in the foreground until SIGTERM/SIGINT (docs/sessions.md). ``--check`` only
@@ -135,8 +135,13 @@ def _n(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def _fam_total(v: Any) -> Optional[int]:
+    return sum(x for x in v.values() if isinstance(x, int)) if isinstance(v, dict) else None
+
+
 def format_summary(data: dict) -> str:
-    head = ("Neighbor", "AS", "Name", "State/Up-Down", "Reason", "MsgRcvd", "MsgSent", "PfxRcvd")
+    head = ("Neighbor", "AS", "Name", "State/Up-Down", "Reason", "MsgRcvd", "MsgSent", "PfxRcvd",
+            "Accepted", "Exported")
     rows = []
     for r in data.get("neighbors", []):
         state = r.get("state") or "?"
@@ -146,13 +151,17 @@ def format_summary(data: dict) -> str:
             updown += " (admin down)"
         rows.append((r["address"], str(r.get("peer_as", "")), r.get("name") or "-", updown,
                      r.get("last_transition_reason") or "-", _n(r.get("messages_received")),
-                     _n(r.get("messages_sent")), _n(r.get("prefixes_received"))))
+                     _n(r.get("messages_sent")), _n(r.get("prefixes_received")),
+                     _n(_fam_total(r.get("accepted"))), _n(_fam_total(r.get("exported")))))
     widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
-    right = {1, 5, 6, 7}
+    right = {1, 5, 6, 7, 8, 9}
     out = []
     for row in [head] + rows:
         out.append("  ".join(c.rjust(w) if i in right else c.ljust(w)
                              for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+    rib = data.get("rib")
+    if isinstance(rib, dict) and rib.get("status") not in (None, "ok"):
+        out.append(f"(RIB {rib.get('status')}: accepted/exported unknown: {rib.get('message') or '-'})")
     return "\n".join(out)
 
 
@@ -170,6 +179,16 @@ def _notification(n: Optional[dict]) -> str:
         text += f'\n    shutdown communication: "{n["shutdown_message"]}"'
     elif n.get("data"):
         text += f"\n    data: {n['data']}"
+    return text
+
+
+def _rib_counts(d: dict) -> str:
+    def fam(v: Any) -> str:
+        return "-" if not isinstance(v, dict) else f"ipv4 {_n(v.get('ipv4'))} ipv6 {_n(v.get('ipv6'))}"
+    text = f"accepted (Adj-RIB-In) {fam(d.get('accepted'))}, exported (Adj-RIB-Out) {fam(d.get('exported'))}"
+    st = d.get("rib_status")
+    if isinstance(st, dict) and st.get("status") not in (None, "ok"):
+        text += f" (RIB {st.get('status')})"
     return text
 
 
@@ -215,6 +234,7 @@ def format_neighbor(d: dict) -> str:
               f"update problems {_n(d.get('update_problems'))}",
               f"    end-of-rib {d.get('end_of_rib') or '-'}, route refresh received "
               f"{_n(d.get('route_refresh_received'))}",
+              "    " + _rib_counts(d),
               "", "  Last notification sent: " + _notification(d.get("last_notification_sent")),
               "  Last notification received: " + _notification(d.get("last_notification_received"))]
     return "\n".join(lines)
@@ -222,6 +242,21 @@ def format_neighbor(d: dict) -> str:
 
 def format_event(e: dict) -> str:
     d = e.get("data") or {}
+    kind = e.get("event")
+    if kind == "route":
+        b = d.get("best") or {}
+        text = f"{_when(d.get('time'))} route {d.get('action')} {d.get('prefix')}"
+        if b:
+            text += (f" via {b.get('neighbor')} AS path {b.get('as_path') or '(empty)'}"
+                     f" next hop {b.get('next_hop') or '-'}")
+        if d.get("previous_neighbor") and d.get("action") != "announce":
+            text += f" (was {d['previous_neighbor']})"
+        return text
+    if kind == "dropped":
+        return (f"{_when(d.get('time'))} dropped {d.get('count')} route event(s) "
+                f"(rate limit {d.get('rate', '?')}/s)")
+    if kind == "rib":
+        return f"{_when(d.get('time'))} rib {d.get('status')}: {d.get('message') or ''}".rstrip()
     name = f" ({d['name']})" if d.get("name") else ""
     return (f"{_when(d.get('time'))} {d.get('address')}{name} {d.get('old_state')} -> "
             f"{d.get('new_state')}" + (f" ({d['reason']})" if d.get("reason") else ""))
@@ -396,15 +431,23 @@ def neighbor_cmd(neighbor: str, op: str, reason: str, socket_path: Optional[str]
 
 
 @cli.command()
+@click.argument("prefix", required=False)
+@click.option("--routes", is_flag=True,
+              help="Also print Loc-RIB best-path changes (of prefixes within PREFIX, if given).")
 @_socket_options
 @_json_option
-def monitor(socket_path: Optional[str], config_path: Optional[str], as_json: bool) -> None:
-    """Print every neighbor state change as it happens, until Ctrl-C."""
+def monitor(prefix: Optional[str], routes: bool, socket_path: Optional[str], config_path: Optional[str],
+            as_json: bool) -> None:
+    """Print every neighbor state change as it happens (with --routes also every best-path
+    change, rate-limited), until Ctrl-C."""
     import msgspec
     from .control.client import ControlError
+    if prefix is not None and not routes:
+        raise click.UsageError("PREFIX filters route events: it needs --routes")
+    args = {"routes": True, "prefix": prefix} if routes else None
     with _connect(socket_path, config_path) as c:
         try:
-            for ev in c.monitor():
+            for ev in c.monitor(args):
                 click.echo(msgspec.json.encode(ev).decode() if as_json else format_event(ev))
         except KeyboardInterrupt:
             pass
@@ -460,6 +503,76 @@ def reload_cmd(socket_path: Optional[str], config_path: Optional[str], as_json: 
     cannot change while running (run_dir, session_workers)."""
     data = _call(socket_path, config_path, "reload")
     _json(data) if as_json else click.echo(format_reload(data))
+
+
+@cli.command("bus-keygen")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Replace existing key files.")
+def bus_keygen(directory: str, force: bool) -> None:
+    """Write the CURVE keypairs of a tcp:// RIB bus: DIRECTORY/bus-server.key (the RIB's) and
+    DIRECTORY/bus-client.key (the workers' and the control client's), mode 0600.
+
+    Use them in the configuration's [bus] section (server_key_file, client_key_file).
+    Exit 1 if a file exists already (unless --force) or cannot be written."""
+    import os
+    from pathlib import Path
+
+    import zmq
+
+    from .config import write_key_file
+
+    d = Path(directory)
+    paths = [d / "bus-server.key", d / "bus-client.key"]
+    try:
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        existing = [str(p) for p in paths if p.exists()]
+        if existing and not force:
+            click.echo(f"rserver: {', '.join(existing)} exists already (--force replaces it)", err=True)
+            sys.exit(1)
+        for p in paths:
+            if p.exists():
+                os.unlink(p)
+            public, secret = zmq.curve_keypair()
+            write_key_file(p, public, secret)
+    except OSError as e:
+        click.echo(f"rserver: cannot write the key files in {d}: {e.strerror or e}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {paths[0]} and {paths[1]} (mode 0600); in the configuration:\n"
+               f"[bus]\n"
+               f'endpoint = "tcp://HOST:PORT"\n'
+               f'server_key_file = "{paths[0].resolve()}"\n'
+               f'client_key_file = "{paths[1].resolve()}"')
+
+
+@cli.command("lab")
+@click.option("--members", type=click.IntRange(1, 250), default=4, show_default=True,
+              help="Simulated members (127.0.1.1 .. 127.0.1.N, AS64501 ..).")
+@click.option("--prefixes", type=click.IntRange(1, 2_000_000), default=50_000, show_default=True,
+              help="IPv4 prefixes each member announces (IPv6: a fifth of that).")
+@click.option("--run-dir", default="./lab", show_default=True, type=click.Path(file_okay=False),
+              help="Where lab.toml, the control socket, the pid files and the logs go.")
+@click.option("--port", type=click.IntRange(1, 65535), default=1179, show_default=True,
+              help="The route server's port on 127.0.0.1.")
+@click.option("--ipv6/--no-ipv6", default=True, show_default=True, help="Members announce IPv6 too.")
+@click.option("--foreground/--detach", default=False, show_default=True,
+              help="Stay until Ctrl-C and stop the lab then, or return leaving it running.")
+@click.option("--stop", "stop_", is_flag=True, help="Stop the lab running in --run-dir (by PID).")
+def lab_cmd(members: int, prefixes: int, run_dir: str, port: int, ipv6: bool, foreground: bool,
+            stop_: bool) -> None:
+    """Start the route server on loopback with simulated members announcing a synthetic table.
+
+    Shows progress while it converges, prints a summary and leaves the server and the
+    members running for the other commands (rserver show ... -c RUN_DIR/lab.toml)."""
+    from pathlib import Path
+    from .lab.lab import LabError, start, stop
+    try:
+        if stop_:
+            sys.exit(stop(Path(run_dir).resolve()))
+        sys.exit(start(members=members, prefixes=prefixes, run_dir=run_dir, port=port, ipv6=ipv6,
+                       foreground=foreground))
+    except LabError as e:
+        click.echo(f"rserver lab: {e}", err=True)
+        sys.exit(e.code)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

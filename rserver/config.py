@@ -18,6 +18,30 @@ nothing is started from it.
 treat-as-withdraw 3/8 (RFC 4271 §6.3; CodecContext.loopback_next_hop, docs/codec.md).
 For labs and tests on loopback, where members announce 127.0.1.N as their next hop;
 never enable it in production. 0.0.0.0, 224/4 and 240/4 stay martian.
+
+An optional fifth section, ``[bus]``, places the session-worker <-> RIB bus (docs/rib.md, "Bus"):
+
+    [bus]
+    endpoint = "tcp://127.0.0.1:5555"                  # default: ipc://RUN_DIR/rib.sock
+    server_key_file = "/etc/rserver/bus-server.key"    # the RIB's CURVE keypair
+    client_key_file = "/etc/rserver/bus-client.key"    # the workers' (and control client's)
+
+``endpoint`` is ``ipc://PATH`` or ``tcp://HOST:PORT`` (HOST an IP address or a name, PORT
+1..65535; the RIB binds it, workers connect to it). A tcp:// endpoint requires both key files:
+the RIB is a CURVE server that admits only the client key, workers and the control socket's
+RIB client connect with the client keypair, so the bus is authenticated and encrypted. An
+ipc:// endpoint is protected by the run directory's permissions and takes no keys: key files
+with an ipc:// (or the default) endpoint are an error, not silently ignored. A key file is
+the ZPL certificate format of ``zmq.auth`` / czmq (``rserver bus-keygen DIR`` writes both):
+
+    curve
+        public-key = "<40 z85 characters>"
+        secret-key = "<40 z85 characters>"
+
+Both keys must be present and belong together; a relative path is relative to the
+configuration file's directory. The files are read and checked when the configuration is
+loaded (``run --check`` included): a missing, unreadable or malformed file is a ConfigError.
+A [bus] change cannot be applied by reload (restart the server).
 """
 from __future__ import annotations
 
@@ -31,8 +55,8 @@ from typing import Literal, Optional, Union
 import msgspec
 
 __all__ = [
-    "ConfigError", "Config", "GlobalConfig", "NeighborConfig", "MaxPrefix",
-    "load", "loads",
+    "ConfigError", "Config", "GlobalConfig", "NeighborConfig", "MaxPrefix", "BusConfig",
+    "load", "loads", "read_key_file", "write_key_file",
 ]
 
 
@@ -100,11 +124,18 @@ class GlobalSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     loopback_next_hop: bool = False          # lab only: 127/8 next hops are not martian
 
 
+class BusSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    endpoint: Optional[str] = None           # None: ipc://RUN_DIR/rib.sock
+    server_key_file: Optional[str] = None    # tcp:// only: the RIB's CURVE keypair
+    client_key_file: Optional[str] = None    # tcp:// only: the workers' CURVE keypair
+
+
 class FileSchema(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     global_: GlobalSection = msgspec.field(name="global")
     defaults: NeighborSettings = NeighborSettings()
     groups: dict[str, NeighborSettings] = msgspec.field(default_factory=dict)
     neighbor: list[NeighborEntry] = msgspec.field(default_factory=list)
+    bus: BusSection = BusSection()
 
 
 # --- resolved configuration ----------------------------------------------------------------
@@ -171,10 +202,36 @@ class NeighborConfig(msgspec.Struct, frozen=True):
     error_wait_time: float = 5.0
 
 
+class BusConfig(msgspec.Struct, frozen=True):
+    """The resolved [bus]: ``endpoint`` ("" = the default ipc://RUN_DIR/rib.sock) and, for
+    tcp://, the CURVE keys read from the key files (z85 bytes; empty for ipc://)."""
+
+    endpoint: str = ""
+    server_key_file: str = ""
+    client_key_file: str = ""
+    server_public: bytes = b""
+    server_secret: bytes = b""
+    client_public: bytes = b""
+    client_secret: bytes = b""
+
+    @property
+    def curve(self) -> bool:
+        return bool(self.server_public)
+
+    def endpoint_for(self, run_dir: str) -> str:
+        """The endpoint to bind / connect: the configured one, else ipc://RUN_DIR/rib.sock."""
+        return self.endpoint or f"ipc://{run_dir.rstrip('/')}/rib.sock"
+
+    def __repr__(self) -> str:          # never put secret keys in a log line or a traceback
+        return (f"BusConfig(endpoint={self.endpoint!r}, server_key_file={self.server_key_file!r}, "
+                f"client_key_file={self.client_key_file!r}, curve={self.curve})")
+
+
 class Config(msgspec.Struct, frozen=True):
     source: str
     global_: GlobalConfig
     neighbors: tuple[NeighborConfig, ...]
+    bus: BusConfig = BusConfig()
 
     def neighbor(self, key: str) -> Optional[NeighborConfig]:
         """A neighbor by address or name."""
@@ -276,8 +333,134 @@ def _resolve(file: str, i: int, entry: NeighborEntry, groups: dict[str, Neighbor
     )
 
 
-def loads(text: str, source: str = "<config>") -> Config:
-    """Parse and validate a configuration given as TOML text."""
+# --- [bus] -------------------------------------------------------------------------------------
+
+_KEY_RE = re.compile(r'^\s*(public-key|secret-key)\s*=\s*"([^"]*)"\s*$', re.M)
+
+
+def _z85_key(text: str) -> Optional[bytes]:
+    from zmq.utils import z85
+    if len(text) != 40:
+        return None
+    try:
+        raw = z85.decode(text.encode("ascii"))
+    except (ValueError, UnicodeEncodeError, KeyError, IndexError, TypeError):
+        return None
+    return text.encode("ascii") if len(raw) == 32 else None
+
+
+def read_key_file(path: Union[str, Path]) -> tuple[bytes, bytes]:
+    """The (public, secret) z85 CURVE keys of a key file (see the module docstring); raises
+    ValueError with a reason when the file is unreadable or malformed."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"cannot read {str(p)!r}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{str(p)!r} is not UTF-8 text") from None
+    found: dict[str, str] = {}
+    for m in _KEY_RE.finditer(text):
+        if m.group(1) in found:
+            raise ValueError(f"{str(p)!r}: {m.group(1)} given twice")
+        found[m.group(1)] = m.group(2)
+    keys = []
+    for name in ("public-key", "secret-key"):
+        if name not in found:
+            raise ValueError(f"{str(p)!r}: no {name} (expected a CURVE keypair: public-key = \"...\" "
+                             f"and secret-key = \"...\", as written by rserver bus-keygen)")
+        k = _z85_key(found[name])
+        if k is None:
+            raise ValueError(f"{str(p)!r}: {name} is not a z85-encoded 32-byte CURVE key (40 characters)")
+        keys.append(k)
+    public, secret = keys
+    import zmq
+    if zmq.curve_public(secret) != public:
+        raise ValueError(f"{str(p)!r}: public-key does not belong to secret-key")
+    return public, secret
+
+
+def write_key_file(path: Union[str, Path], public: bytes, secret: bytes) -> None:
+    """Write a CURVE keypair as a key file readable by read_key_file (and zmq.auth), mode 0600."""
+    import datetime
+    import os
+    text = (f"#   ****  Generated on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC "
+            f"by rserver bus-keygen  ****\n"
+            "#   ZeroMQ CURVE **Secret** Certificate\n"
+            "#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.\n\n"
+            "metadata\n"
+            "curve\n"
+            f'    public-key = "{public.decode("ascii")}"\n'
+            f'    secret-key = "{secret.decode("ascii")}"\n')
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(str(path), 0o600)
+
+
+_TCP_RE = re.compile(r"^tcp://(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:/\[\]]+)):(?P<port>[0-9]{1,5})$")
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                          r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def _resolve_bus(file: str, b: BusSection, base_dir: Optional[Path]) -> BusConfig:
+    endpoint = b.endpoint or ""
+    if b.endpoint is not None:
+        if endpoint.startswith("ipc://"):
+            if len(endpoint) == len("ipc://"):
+                raise ConfigError(file, "bus.endpoint", "expected ipc://PATH, got an empty path")
+        elif endpoint.startswith("tcp://"):
+            m = _TCP_RE.match(endpoint)
+            if not m:
+                raise ConfigError(file, "bus.endpoint", f"expected tcp://HOST:PORT, got {endpoint!r}")
+            if m.group("v6") is not None:
+                try:
+                    ipaddress.IPv6Address(m.group("v6"))
+                except ValueError:
+                    raise ConfigError(file, "bus.endpoint", f"not an IPv6 address in {endpoint!r}") from None
+            elif not _HOSTNAME_RE.match(m.group("host")):
+                raise ConfigError(file, "bus.endpoint",
+                                  f"expected an IP address or a host name (workers connect to it), "
+                                  f"got {m.group('host')!r}")
+            _check_range(file, "bus.endpoint", int(m.group("port")), 1, 65535, "a TCP port")
+        else:
+            raise ConfigError(file, "bus.endpoint", f"expected ipc://PATH or tcp://HOST:PORT, got {endpoint!r}")
+    if not endpoint.startswith("tcp://"):
+        for name in ("server_key_file", "client_key_file"):
+            if getattr(b, name) is not None:
+                raise ConfigError(file, f"bus.{name}",
+                                  "CURVE keys are only used with a tcp:// endpoint (an ipc:// bus is "
+                                  "protected by the run directory's permissions): remove it, or set "
+                                  "bus.endpoint = \"tcp://HOST:PORT\"")
+        return BusConfig(endpoint=endpoint)
+    keys: dict[str, tuple[bytes, bytes]] = {}
+    paths: dict[str, str] = {}
+    for name in ("server_key_file", "client_key_file"):
+        v = getattr(b, name)
+        if not v:
+            raise ConfigError(file, f"bus.{name}",
+                              f"required with a tcp:// endpoint: the CURVE keypair file of "
+                              f"{'the RIB' if name.startswith('server') else 'the workers'} "
+                              f"(rserver bus-keygen DIR writes one)")
+        p = Path(v)
+        if not p.is_absolute() and base_dir is not None:
+            p = base_dir / p
+        try:
+            keys[name] = read_key_file(p)
+        except ValueError as e:
+            raise ConfigError(file, f"bus.{name}", str(e)) from None
+        paths[name] = str(p)
+    if keys["server_key_file"][0] == keys["client_key_file"][0]:
+        raise ConfigError(file, "bus.client_key_file", "the same keypair as bus.server_key_file: use two keypairs")
+    return BusConfig(endpoint=endpoint, server_key_file=paths["server_key_file"],
+                     client_key_file=paths["client_key_file"],
+                     server_public=keys["server_key_file"][0], server_secret=keys["server_key_file"][1],
+                     client_public=keys["client_key_file"][0], client_secret=keys["client_key_file"][1])
+
+
+def loads(text: str, source: str = "<config>", *, base_dir: Optional[Union[str, Path]] = None) -> Config:
+    """Parse and validate a configuration given as TOML text (``base_dir``: where relative
+    [bus] key file paths start, else the current directory)."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -334,6 +517,7 @@ def loads(text: str, source: str = "<config>") -> Config:
             session_workers=g.session_workers, loopback_next_hop=g.loopback_next_hop,
         ),
         neighbors=tuple(neighbors),
+        bus=_resolve_bus(source, schema.bus, Path(base_dir) if base_dir is not None else None),
     )
 
 
@@ -346,4 +530,4 @@ def load(path: Union[str, Path]) -> Config:
         raise ConfigError(str(p), "", f"cannot read: {e.strerror or e}") from None
     except UnicodeDecodeError:
         raise ConfigError(str(p), "", "not UTF-8 text") from None
-    return loads(text, str(p))
+    return loads(text, str(p), base_dir=p.parent)

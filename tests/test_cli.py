@@ -143,7 +143,7 @@ def test_control_verbs_against_a_running_server(tmp_path, supervisor):
 
         table = cli_ok("show", "summary", "-c", cfg.source).splitlines()   # -c: run_dir's socket
         assert table[0].split() == ["Neighbor", "AS", "Name", "State/Up-Down", "Reason", "MsgRcvd",
-                                    "MsgSent", "PfxRcvd"]
+                                    "MsgSent", "PfxRcvd", "Accepted", "Exported"]
         assert table[1].startswith(PEERS[0]) and "established" in table[1] and " 64501 " in table[1]
         assert table[2].startswith(PEERS[1])
         assert len({len(table[0]) >= len(x) for x in table}) == 1      # aligned columns

@@ -121,3 +121,116 @@ def test_loopback_next_hop_global_setting():
     with pytest.raises(config.ConfigError) as exc:
         config.loads(BASE + 'loopback_next_hop = "yes"\n', "a.toml")
     assert exc.value.field == "global.loopback_next_hop"
+
+
+# --- [bus] ------------------------------------------------------------------------------------
+
+def _keys(tmp_path):
+    import zmq
+    for name in ("server", "client"):
+        pub, sec = zmq.curve_keypair()
+        config.write_key_file(tmp_path / f"{name}.key", pub, sec)
+    return tmp_path / "server.key", tmp_path / "client.key"
+
+
+def test_bus_defaults_to_ipc_in_the_run_dir():
+    cfg = config.loads(BASE)
+    assert cfg.bus.endpoint == "" and not cfg.bus.curve
+    assert cfg.bus.endpoint_for("/run/rs/") == "ipc:///run/rs/rib.sock"
+    cfg = config.loads(BASE + '[bus]\nendpoint = "ipc:///tmp/x/rib.sock"\n')
+    assert cfg.bus.endpoint_for("/run/rs") == "ipc:///tmp/x/rib.sock" and not cfg.bus.curve
+
+
+def test_bus_tcp_reads_both_keypairs(tmp_path):
+    import zmq
+    s, c = _keys(tmp_path)
+    cfg_file = tmp_path / "rs.toml"
+    cfg_file.write_text(BASE + f'[bus]\nendpoint = "tcp://127.0.0.1:5555"\nserver_key_file = "server.key"\n'
+                        f'client_key_file = "{c}"\n')
+    cfg = config.load(cfg_file)                 # a relative key path: next to the config file
+    b = cfg.bus
+    assert b.endpoint == "tcp://127.0.0.1:5555" and b.curve
+    assert b.server_key_file == str(s) and b.client_key_file == str(c)
+    assert zmq.curve_public(b.server_secret) == b.server_public
+    assert zmq.curve_public(b.client_secret) == b.client_public != b.server_public
+    # the secret keys never show in a repr (logs, tracebacks)
+    assert b.server_secret.decode() not in repr(cfg) and b.client_secret.decode() not in repr(cfg)
+    # zmq.auth reads the same files
+    import zmq.auth
+    assert zmq.auth.load_certificate(str(s)) == (b.server_public, b.server_secret)
+
+
+@pytest.mark.parametrize("missing", ["server_key_file", "client_key_file"])
+def test_bus_tcp_without_a_key_file_names_the_field(tmp_path, missing):
+    s, c = _keys(tmp_path)
+    lines = {"server_key_file": f'server_key_file = "{s}"', "client_key_file": f'client_key_file = "{c}"'}
+    del lines[missing]
+    with pytest.raises(config.ConfigError) as e:
+        config.loads(BASE + '[bus]\nendpoint = "tcp://127.0.0.1:5555"\n' + "\n".join(lines.values()) + "\n",
+                     "rs.toml")
+    assert e.value.field == f"bus.{missing}"
+    assert str(e.value).startswith(f"rs.toml: bus.{missing}: required with a tcp:// endpoint")
+
+
+def test_bus_key_file_unreadable_or_malformed(tmp_path):
+    s, c = _keys(tmp_path)
+    head = BASE + '[bus]\nendpoint = "tcp://127.0.0.1:5555"\n'
+
+    def err(server_path) -> config.ConfigError:
+        with pytest.raises(config.ConfigError) as e:
+            config.loads(head + f'server_key_file = "{server_path}"\nclient_key_file = "{c}"\n', "rs.toml")
+        assert e.value.field == "bus.server_key_file"
+        return e.value
+
+    assert "cannot read" in str(err(tmp_path / "nope.key"))
+    bad = tmp_path / "bad.key"
+    bad.write_text("curve\n    public-key = \"short\"\n    secret-key = \"short\"\n")
+    assert "not a z85-encoded 32-byte CURVE key" in str(err(bad))
+    bad.write_text("just some text\n")
+    assert "no public-key" in str(err(bad))
+    # a public key of another pair
+    other = s.read_text().replace(config.read_key_file(s)[0].decode(), config.read_key_file(c)[0].decode())
+    bad.write_text(other)
+    assert "does not belong" in str(err(bad))
+    # the same keypair for both sides
+    with pytest.raises(config.ConfigError) as e:
+        config.loads(head + f'server_key_file = "{s}"\nclient_key_file = "{s}"\n')
+    assert e.value.field == "bus.client_key_file"
+
+
+@pytest.mark.parametrize("body, field, words", [
+    ('endpoint = "udp://127.0.0.1:5"', "bus.endpoint", "expected ipc://PATH or tcp://HOST:PORT"),
+    ('endpoint = "tcp://127.0.0.1"', "bus.endpoint", "expected tcp://HOST:PORT"),
+    ('endpoint = "tcp://*:5555"', "bus.endpoint", "workers connect to it"),
+    ('endpoint = "tcp://127.0.0.1:0"', "bus.endpoint", "a TCP port"),
+    ('endpoint = "ipc://"', "bus.endpoint", "empty path"),
+    ('server_key_file = "/etc/k"', "bus.server_key_file", "only used with a tcp:// endpoint"),
+    ('endpoint = "ipc:///tmp/r.sock"\nclient_key_file = "/etc/k"', "bus.client_key_file", "only used with a tcp://"),
+    ('port = 1', "bus", "unknown field `port`"),
+])
+def test_bus_errors(body, field, words):
+    with pytest.raises(config.ConfigError) as e:
+        config.loads(BASE + "[bus]\n" + body + "\n", "rs.toml")
+    assert e.value.field == field
+    assert words in str(e.value)
+
+
+def test_bus_tcp_ipv6_and_host_names(tmp_path):
+    s, c = _keys(tmp_path)
+    for ep in ("tcp://[::1]:5555", "tcp://rib.example.net:5555"):
+        cfg = config.loads(BASE + f'[bus]\nendpoint = "{ep}"\nserver_key_file = "{s}"\nclient_key_file = "{c}"\n')
+        assert cfg.bus.endpoint == ep
+
+
+def test_check_reports_a_bad_key_file_and_starts_nothing(tmp_path):
+    import subprocess
+    import sys
+    cfg = tmp_path / "rs.toml"
+    cfg.write_text(BASE + f'run_dir = "{tmp_path / "run"}"\n[[neighbor]]\naddress = "127.0.1.1"\nas = 64501\n'
+                   '[bus]\nendpoint = "tcp://127.0.0.1:5555"\nclient_key_file = "c.key"\n')
+    for args in (["--check"], []):
+        r = subprocess.run([sys.executable, "-m", "rserver", "run", "-c", str(cfg), *args],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2, r.stderr
+        assert "bus.server_key_file" in r.stderr
+    assert not (tmp_path / "run").exists()

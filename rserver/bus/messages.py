@@ -55,6 +55,9 @@ class PeerAdd(_Msg):
     peer_id: int = 0                # the neighbor's id on the RIB bus (>= 1; 0: no RIB)
     rib_endpoint: str = ""          # where the RIB process listens ("" : no RIB process)
     worker_index: int = 0           # the worker's slot: its bus identity is b"w<index>"
+    # tcp:// bus with CURVE ([bus] in the config): (client public, client secret, RIB public),
+    # z85; None for ipc://
+    bus_curve: Optional[tuple[bytes, bytes, bytes]] = None
 
 
 class RibRestarted(_Msg):
@@ -322,3 +325,17 @@ WorkerToRib = Union[SessionUp, SessionDown, RouteBatch, Ack, Resend, Resync, Pro
                     RibStatusRequest, RouteRefreshRequest, RibQuery]
 RibToWorker = Union[ExportBatch, Ack, Resend, Resync, Probe, MaxPrefixExceeded, Xoff, Xon, RibPeerStatus,
                     RibQueryReply, ClientReset]
+
+
+class RouteEvents(_Msg):
+    """RIB -> control server (the ``ctl-<pid>`` DEALER): Loc-RIB best-path changes for the
+    route subscription ``sub_id`` (a RibQuery ``{"kind": "subscribe"}``; docs/control.md,
+    "monitor"). ``events``: JSON-able dicts (``"event": "route"`` or ``"dropped"``);
+    ``dropped``: events of this subscription dropped by the rate limit so far."""
+
+    sub_id: int
+    events: list = []
+    dropped: int = 0
+
+
+RibToControl = Union[RibQueryReply, RouteEvents]

@@ -118,9 +118,10 @@ class ControlClient:
         err = r.get("error") or {}
         raise ControlError(str(err.get("code", "?")), str(err.get("message", "error")))
 
-    def monitor(self) -> Iterator[dict]:
-        """Switch to streaming and yield each event line (dicts with "event" and "data")."""
-        self.request("monitor")
+    def monitor(self, args: Optional[dict] = None) -> Iterator[dict]:
+        """Switch to streaming and yield each event line (dicts with "event" and "data");
+        ``args`` e.g. ``{"routes": true, "prefix": "10.0.0.0/8"}`` (docs/control.md)."""
+        self.request("monitor", args)
         self.sock.settimeout(None)
         self.timeout = None
         while True:

@@ -11,7 +11,8 @@ is answered by exactly one reply with the same ``id``::
     {"v": 1, "id": 7, "ok": false, "error": {"code": "unknown-neighbor", "message": "..."}}
 
 After a successful ``monitor`` reply the server sends only ``Event`` lines on that
-connection (``{"v": 1, "event": "peer-state", "data": {...}}``) until the client goes away.
+connection (``{"v": 1, "event": "peer-state", "data": {...}}``; with ``{"routes": true}`` also
+``"route"``, ``"dropped"`` and ``"rib"`` events) until the client goes away.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import msgspec
 
 __all__ = [
     "PROTOCOL_VERSION", "MAX_LINE", "COMMANDS", "ERROR_CODES", "Request", "Reply", "Error",
-    "Event", "PeerStateEvent", "NoArgs", "NeighborArgs", "NeighborAdminArgs", "RibArgs", "ARGS",
+    "Event", "PeerStateEvent", "NoArgs", "MonitorArgs", "NeighborArgs", "NeighborAdminArgs", "RibArgs", "ARGS",
     "ProtocolError", "decode_request", "encode", "decode_reply_line",
 ]
 
@@ -132,11 +133,19 @@ class RibArgs(_Struct):
     limit: int = 1000                   # routes (prefixes), 1..100000
 
 
+class MonitorArgs(_Struct):
+    """``monitor``: peer-state events always; ``routes`` adds Loc-RIB best-path changes
+    (optionally only of prefixes within ``prefix``); docs/control.md, "monitor"."""
+
+    routes: bool = False
+    prefix: Optional[str] = None        # e.g. "10.0.0.0/8": that prefix and more specifics
+
+
 ARGS: dict[str, type] = {
     "summary": NoArgs,
     "neighbor": NeighborArgs,
     "neighbor-admin": NeighborAdminArgs,
-    "monitor": NoArgs,
+    "monitor": MonitorArgs,
     "metrics": NoArgs,
     "rib": RibArgs,
     "reload": NoArgs,

@@ -1,32 +1,35 @@
 """The control server's line to the RIB process (``show rib``; docs/control.md, "rib").
 
 A ZeroMQ DEALER with identity ``b"ctl-<pid>"`` connected to the RIB's ROUTER (the same
-endpoint the session workers use, ``ipc://RUN_DIR/rib.sock``), driven by the supervisor's
+endpoint the session workers use, ``ipc://RUN_DIR/rib.sock`` by default; for a tcp:// bus it
+connects with the workers' CURVE keypair, ``curve=CurveClient(...)``), driven by the supervisor's
 asyncio loop (the bus's ``_Endpoint``: ZMQ_FD watched with ``add_reader``). ``await
 query(dict, timeout)`` sends a ``RibQuery`` with a fresh request id and waits for the
 ``RibQueryReply`` with that id; the RIB answers queries in order, one at a time. A reply that
 comes after its timeout is dropped. Nothing blocks: sends are non-blocking (``SNDHWM`` 0),
 and a RIB that is down or restarting simply does not answer (``RibQueryError("unavailable",
 "rib process not answering ...")``); the DEALER reconnects by itself when the RIB is back.
+``RouteEvents`` the RIB pushes for a route subscription (``monitor --routes``) go to
+``on_events``; ``post(query)`` sends without waiting (an unsubscribe).
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 import msgspec
 import zmq
 
-from ..bus.messages import RibQuery, RibQueryReply, RibToWorker
-from ..bus.transport import _Endpoint
+from ..bus.messages import RibQuery, RibQueryReply, RibToControl, RouteEvents
+from ..bus.transport import CurveClient, _Endpoint
 from ..log import get_logger
 
 __all__ = ["RibClient", "RibQueryError"]
 
 _enc = msgspec.msgpack.Encoder()
-_dec = msgspec.msgpack.Decoder(RibToWorker)
+_dec = msgspec.msgpack.Decoder(RibToControl)
 
 
 class RibQueryError(Exception):
@@ -40,8 +43,9 @@ class RibQueryError(Exception):
 
 
 class RibClient(_Endpoint):
+    on_events: Optional[Callable[[RouteEvents], None]] = None    # RouteEvents pushed by the RIB
     def __init__(self, endpoint: str, *, identity: Optional[bytes] = None, ctx: Optional[zmq.Context] = None,
-                 heartbeat_ms: int = 1000):
+                 heartbeat_ms: int = 1000, curve: Optional[CurveClient] = None):
         own = ctx is None
         ctx = ctx or zmq.Context()
         self.identity = identity or f"ctl-{os.getpid()}".encode()
@@ -50,6 +54,10 @@ class RibClient(_Endpoint):
         super().__init__(sock, log, ctx, own)
         self._tune(sock, heartbeat_ms)
         sock.setsockopt(zmq.ROUTING_ID, self.identity)
+        if curve is not None:
+            sock.curve_publickey = curve.public_key
+            sock.curve_secretkey = curve.secret_key
+            sock.curve_serverkey = curve.server_key
         sock.connect(endpoint)
         self.endpoint = endpoint
         self._ids = itertools.count(1)
@@ -76,6 +84,16 @@ class RibClient(_Endpoint):
             raise RibQueryError(str(code or "internal"), reply.error)
         return reply.result
 
+    def post(self, query: dict) -> bool:
+        """Send ``query`` without waiting for the answer (which is then dropped): e.g. an
+        unsubscribe while the client goes away. False when it could not be sent."""
+        if self._loop is None:
+            try:
+                self.start()
+            except RuntimeError:
+                return False
+        return bool(self._send_parts([_enc.encode(RibQuery(next(self._ids), query))]))
+
     def _dispatch(self, parts: list) -> None:
         if not parts:
             return
@@ -84,6 +102,14 @@ class RibClient(_Endpoint):
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             self.stats.dropped += 1
             self.log.warning("rib client: bad reply dropped", error=str(e))
+            return
+        if isinstance(msg, RouteEvents):           # a route subscription's events (monitor)
+            cb = self.on_events
+            if cb is not None:
+                try:
+                    cb(msg)
+                except Exception:                   # noqa: BLE001 - never break the reader
+                    self.log.exception("rib client: route events handler failed")
             return
         if not isinstance(msg, RibQueryReply):
             self.stats.dropped += 1

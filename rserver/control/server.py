@@ -12,12 +12,19 @@ The ``backend`` is the Supervisor; what is used of it: ``config``, ``peer_state`
 ``shutting_down``, ``await status(address, timeout)``, ``admin(address, op, reason)`` and
 ``reload()`` (returns the reply data or raises supervisor.main.ReloadError); ``rib.endpoint``
 for ``rib`` (show rib: a RibClient DEALER on the RIB process's bus, made at the first query;
-the reply is bounded by routes and bytes).
+the reply is bounded by routes and bytes). ``summary`` and ``neighbor`` also ask the RIB
+(``{"kind": "peers"}``: accepted / exported counts), in parallel with the workers; a RIB that
+does not answer leaves those columns null, never fails the command. ``monitor`` with
+``routes``: one RIB route subscription per such client, renewed every ROUTE_RENEW seconds,
+its ``RouteEvents`` relayed as lines (same output bound), unsubscribed when it goes away.
 """
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import itertools
 import os
+import time
 import socket
 import stat
 from pathlib import Path
@@ -29,8 +36,8 @@ from ..log import Log, get_logger
 from ..session.sockopts import normalize_addr
 from . import metrics
 from .protocol import (
-    MAX_LINE, PROTOCOL_VERSION, Error, Event, NeighborAdminArgs, NeighborArgs, PeerStateEvent,
-    ProtocolError, Reply, RibArgs, decode_request, encode,
+    MAX_LINE, PROTOCOL_VERSION, Error, Event, MonitorArgs, NeighborAdminArgs, NeighborArgs,
+    PeerStateEvent, ProtocolError, Reply, RibArgs, decode_request, encode,
 )
 
 __all__ = ["ControlServer", "SOCKET_NAME", "SOCKET_MODE", "MAX_OUTPUT", "MAX_CLIENTS"]
@@ -44,6 +51,11 @@ REQUEST_TIMEOUT = 5.0           # seconds for any one request
 SHUTDOWN_TEXT_MAX = 255         # RFC 9003 §2: the length octet
 RIB_TIMEOUT = 4.0               # seconds for the RIB process to answer a show rib query
 RIB_LIMIT_MAX = 100000          # routes per rib reply (the reply is also bounded in bytes)
+ROUTE_RENEW = 2.0               # seconds between renewals of a monitor's route subscription
+ROUTE_RENEW_TIMEOUT = 10.0      # seconds a renewal may wait for the RIB (busy with a table load)
+ROUTE_LEASE = 30.0              # the RIB forgets a subscription not renewed for this long
+ROUTE_RATE = 2000               # route events per second per monitor (more: "dropped" counts)
+_FAMS = ("ipv4", "ipv6")
 
 
 def _done_text(op: str, reason: str) -> str:
@@ -62,7 +74,8 @@ def _total(counts: Any) -> Optional[int]:
 
 
 class _Client:
-    __slots__ = ("reader", "writer", "transport", "monitoring", "closed", "peer")
+    __slots__ = ("reader", "writer", "transport", "monitoring", "closed", "peer", "route_sub",
+                 "route_prefix", "rib_state")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader = reader
@@ -70,6 +83,9 @@ class _Client:
         self.transport = writer.transport
         self.monitoring = False
         self.closed = False
+        self.route_sub: Optional[int] = None        # the RIB route subscription (monitor --routes)
+        self.route_prefix: Optional[str] = None
+        self.rib_state = "ok"                       # of the subscription: ok, unavailable
         cred = None
         try:
             sock = writer.get_extra_info("socket")
@@ -97,6 +113,10 @@ class ControlServer:
         self._sock: Optional[socket.socket] = None
         self._server: Optional[asyncio.AbstractServer] = None
         self._tasks: set[asyncio.Task] = set()
+        self._route_subs: dict[int, _Client] = {}   # sub_id -> monitor client with routes
+        self._sub_ids = itertools.count(1)
+        self._renew_task: Optional[asyncio.Task] = None
+        self.route_renew = ROUTE_RENEW
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -195,6 +215,7 @@ class ControlServer:
             c.closed = True
             c.transport.abort()
         self.clients.discard(c)
+        self._forget_routes(c)
 
     def _reply(self, c: _Client, rid: Optional[int], data: Any = None, error: Optional[ProtocolError] = None) -> None:
         if error is None:
@@ -228,6 +249,7 @@ class ControlServer:
                 c.closed = True
                 c.transport.close()
             self.clients.discard(c)
+            self._forget_routes(c)
 
     async def _read_loop(self, c: _Client) -> None:
         buf = bytearray()
@@ -298,13 +320,13 @@ class ControlServer:
         if cmd == "neighbor-admin":
             return self._neighbor_admin(args)
         if cmd == "monitor":
-            return {"events": ["peer-state"]}
+            return await self._monitor(c, args)
         if cmd == "rib":
             return await self._rib(args)
         if cmd == "reload":
             return self._reload()
         if cmd == "metrics":
-            rows = (await self._summary(detail=True))["neighbors"]
+            rows = (await self._summary(detail=True, rib=False))["neighbors"]
             return {"content_type": metrics.CONTENT_TYPE, "text": metrics.render(rows, __version__)}
         raise ProtocolError("unknown-command", f"unknown command {cmd!r}")   # not reached
 
@@ -322,8 +344,54 @@ class ControlServer:
             raise ProtocolError("unknown-neighbor", f"no neighbor with address or name {key!r}")
         return n
 
-    async def _summary(self, detail: bool = False) -> dict:
-        peers = await self.backend.status(None, timeout=self.status_timeout)
+    async def _rib_peers(self, neighbor: Optional[str] = None) -> tuple[Optional[dict], dict]:
+        """The RIB's per-peer counts ({"kind": "peers"}) by normalized address, and the state
+        of the answer: ``{"status": "ok"|"unavailable"|"error", "message", "elapsed"}``.
+        Never raises: the summary works without the RIB (e.g. while it restarts)."""
+        from .ribclient import RibQueryError
+        query: dict = {"kind": "peers"}
+        if neighbor is not None:
+            query["neighbor"] = neighbor
+        try:
+            client = self._rib_client()
+            res = await client.query(query, timeout=min(self.rib_timeout, self.request_timeout * 0.8))
+        except ProtocolError as e:
+            return None, {"status": "unavailable", "message": e.message, "elapsed": None}
+        except RibQueryError as e:
+            if e.code == "unknown-neighbor":        # configured, but the RIB has no session of it
+                return {}, {"status": "ok", "message": None, "elapsed": None}
+            return None, {"status": "unavailable" if e.code == "unavailable" else "error",
+                          "message": e.message, "elapsed": None}
+        except Exception as e:                      # noqa: BLE001 - never fail the summary
+            self.log.exception("control: rib peers query failed")
+            return None, {"status": "error", "message": f"{type(e).__name__}: {e}", "elapsed": None}
+        by_addr = {}
+        for p in res.get("peers", []):
+            try:
+                by_addr[normalize_addr(p.get("address", ""))] = p
+            except ValueError:
+                pass
+        return by_addr, {"status": "ok", "message": None, "elapsed": res.get("elapsed")}
+
+    @staticmethod
+    def _rib_fields(entry: Optional[dict], known: bool) -> dict:
+        """The RIB columns of a row: null when the RIB did not answer, zeros when it answered
+        but holds nothing of that neighbor (no session since the RIB started)."""
+        if not known:
+            return {"accepted": None, "exported": None, "stale": None, "export_live": None}
+        if entry is None:
+            zero = {f: 0 for f in _FAMS}
+            return {"accepted": dict(zero), "exported": dict(zero), "stale": dict(zero), "export_live": None}
+        exp = entry.get("export")
+        return {"accepted": entry.get("accepted"), "exported": entry.get("exported"),
+                "stale": entry.get("stale"), "export_live": exp.get("live") if exp else None}
+
+    async def _summary(self, detail: bool = False, rib: bool = True) -> dict:
+        if rib:
+            peers, (rib_peers, rib_state) = await asyncio.gather(
+                self.backend.status(None, timeout=self.status_timeout), self._rib_peers())
+        else:
+            peers = await self.backend.status(None, timeout=self.status_timeout)
         by_addr = {}
         for p in peers:
             try:
@@ -359,15 +427,26 @@ class ControlServer:
                     "prefixes_received": None, "messages_received": None, "messages_sent": None,
                     "status": "unavailable",
                 })
-        return {"neighbors": rows}
+            if rib:
+                rows[-1].update(self._rib_fields(
+                    rib_peers.get(addr) if rib_peers is not None else None, rib_peers is not None))
+        if not rib:
+            return {"neighbors": rows}
+        return {"neighbors": rows, "rib": rib_state}
 
     async def _neighbor(self, args: NeighborArgs) -> dict:
         n = self._find(args.neighbor)
-        peers = await self.backend.status(n.address, timeout=self.status_timeout)
+        peers, (rib_peers, rib_state) = await asyncio.gather(
+            self.backend.status(n.address, timeout=self.status_timeout), self._rib_peers(n.address))
         if not peers:
             raise ProtocolError("unavailable", f"the worker of neighbor {n.address} is not running "
                                 "or did not answer in time")
-        return peers[0]
+        d = dict(peers[0])
+        entry = rib_peers.get(normalize_addr(n.address)) if rib_peers is not None else None
+        d.update(self._rib_fields(entry, rib_peers is not None))
+        d["rib"] = entry
+        d["rib_status"] = rib_state
+        return d
 
     def _neighbor_admin(self, args: NeighborAdminArgs) -> dict:
         n = self._find(args.neighbor)
@@ -396,7 +475,7 @@ class ControlServer:
             if not endpoint:
                 raise ProtocolError("unavailable", "no RIB process runs (show rib needs one)")
             from .ribclient import RibClient
-            self.rib_client = RibClient(endpoint)
+            self.rib_client = RibClient(endpoint, curve=getattr(slot, "curve_client", None))
         return self.rib_client
 
     async def _rib(self, args: RibArgs) -> dict:
@@ -430,3 +509,110 @@ class ControlServer:
                         "neighbor": neighbor.address, "note": e.message}
             code = e.code if e.code in ("bad-args", "unknown-neighbor", "unavailable") else "internal"
             raise ProtocolError(code, f"rib: {e.message}") from None
+
+    # --- monitor --routes ---------------------------------------------------------------------
+
+    async def _monitor(self, c: _Client, args: MonitorArgs) -> dict:
+        if not args.routes:
+            if args.prefix is not None:
+                raise ProtocolError("bad-args", "monitor: prefix needs routes: true")
+            return {"events": ["peer-state"]}
+        prefix = None
+        if args.prefix is not None:
+            try:
+                prefix = str(ipaddress.ip_network(args.prefix.strip(), strict=False))
+            except ValueError as e:
+                raise ProtocolError("bad-args", f"monitor: prefix {args.prefix!r} is not a prefix ({e})") from None
+        if c.route_sub is not None:
+            raise ProtocolError("bad-args", "monitor: this connection is already monitoring")
+        sid = next(self._sub_ids)
+        c.route_sub, c.route_prefix = sid, prefix
+        self._route_subs[sid] = c
+        ok, message = await self._subscribe(c, renew=False)
+        if self._renew_task is None:
+            self._renew_task = asyncio.get_running_loop().create_task(self._renew_routes())
+            self._tasks.add(self._renew_task)
+        self.log.info("control client monitoring routes", client_pid=c.peer, sub_id=sid,
+                      prefix=prefix or "-", rib="ok" if ok else "unavailable")
+        return {"events": ["peer-state", "route", "dropped", "rib"],
+                "routes": {"sub_id": sid, "prefix": prefix, "rate": ROUTE_RATE,
+                           "status": "ok" if ok else "unavailable", "message": message}}
+
+    async def _subscribe(self, c: _Client, renew: bool) -> tuple[bool, Optional[str]]:
+        """(Re)subscribe ``c`` at the RIB; on a renewal, tell the monitor when the RIB stopped
+        answering or came back (a RIB that restarted lost the subscription: it is made again,
+        route changes in between are not replayed)."""
+        from .ribclient import RibQueryError
+        sid = c.route_sub
+        if sid is None:
+            return False, None
+        query = {"kind": "subscribe", "sub_id": sid, "prefix": c.route_prefix, "rate": ROUTE_RATE,
+                 "lease": ROUTE_LEASE}
+        try:
+            client = self._rib_client()
+            client.on_events = self._on_route_events
+            res = await client.query(query, timeout=ROUTE_RENEW_TIMEOUT if renew else
+                                     min(self.rib_timeout, self.request_timeout * 0.8))
+        except (ProtocolError, RibQueryError) as e:
+            message = e.message
+            if renew and c.rib_state != "unavailable" and c.route_sub == sid:
+                self._rib_event(c, "unavailable", f"route events interrupted: {message}")
+            c.rib_state = "unavailable"
+            return False, message
+        if c.route_sub != sid:                          # the client went away meanwhile
+            self._post_unsubscribe(sid)
+            return False, None
+        if renew and (c.rib_state != "ok" or res.get("created")):
+            self._rib_event(c, "resubscribed", "the RIB process answers again (restarted: route "
+                            "changes meanwhile are not replayed)" if res.get("created") else
+                            "the RIB process answers again")
+        c.rib_state = "ok"
+        return True, None
+
+    def _rib_event(self, c: _Client, status: str, message: str) -> None:
+        if c.monitoring:
+            self._write(c, encode({"v": PROTOCOL_VERSION, "event": "rib",
+                                   "data": {"time": time.time(), "event": "rib", "status": status,
+                                            "message": message}}))
+
+    async def _renew_routes(self) -> None:
+        try:
+            while self._route_subs:
+                await asyncio.sleep(self.route_renew)
+                for sid, c in list(self._route_subs.items()):
+                    if c.route_sub == sid:
+                        await self._subscribe(c, renew=True)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._renew_task = None
+            self._tasks.discard(asyncio.current_task())
+
+    def _on_route_events(self, msg: Any) -> None:
+        """A RouteEvents from the RIB: relay to its monitor client (bounded by _write)."""
+        c = self._route_subs.get(msg.sub_id)
+        if c is None:
+            self._post_unsubscribe(msg.sub_id)          # a subscription we no longer want
+            return
+        if not c.monitoring or not msg.events:
+            return
+        v = PROTOCOL_VERSION
+        self._write(c, b"".join(encode({"v": v, "event": ev.get("event", "route"), "data": ev})
+                                for ev in msg.events))
+
+    def _post_unsubscribe(self, sid: int) -> None:
+        if self.rib_client is not None:
+            try:
+                self.rib_client.post({"kind": "unsubscribe", "sub_id": sid})
+            except Exception:                           # noqa: BLE001
+                pass
+
+    def _forget_routes(self, c: _Client) -> None:
+        sid = c.route_sub
+        if sid is None:
+            return
+        c.route_sub = None
+        self._route_subs.pop(sid, None)
+        self._post_unsubscribe(sid)
+        if not self._route_subs and self._renew_task is not None:
+            self._renew_task.cancel()

@@ -113,6 +113,8 @@ class RibPeer:
 class RibProcess:
     """The RIB's state and message handlers (no I/O of its own besides the bus)."""
 
+    route_events: Any = None        # query.RouteEventSource while route subscriptions exist
+
     def __init__(self, endpoint: str, *, stale_time: float = DEFAULT_STALE_TIME, **bus_kw: Any):
         self.log = get_logger("rib")
         self.attrs = AttrTable()
@@ -156,6 +158,8 @@ class RibProcess:
         out = self.locrib[afi].update(p.peer_id, chg)
         if out and self.index is not None:
             self.index.note(afi, out)
+        if self.route_events is not None:       # only while a monitor --routes is subscribed
+            self.route_events.note(afi, out)
         self.exporter.on_changes(afi, p.peer_id, chg, out)
 
     def _collect(self) -> None:
@@ -402,8 +406,10 @@ class RibProcess:
                 "batches": self.batches, "dropped": self.dropped + self.bus.stats.dropped}
 
 
-def rib_main(endpoint: str, log_format: str = "human", log_level: str = "info", **kw: Any) -> None:
-    """The RIB process body: serve ``endpoint`` until SIGTERM/SIGINT (or the supervisor dies)."""
+def rib_main(endpoint: str, log_format: str = "human", log_level: str = "info", *,
+             curve: Any = None, **kw: Any) -> None:
+    """The RIB process body: serve ``endpoint`` until SIGTERM/SIGINT (or the supervisor dies).
+    ``curve``: a bus.transport.CurveServer for a tcp:// endpoint ([bus] in the config)."""
     asyncio.events._set_running_loop(None)      # forked from inside the supervisor's loop
     try:
         asyncio.set_event_loop(None)
@@ -412,15 +418,15 @@ def rib_main(endpoint: str, log_format: str = "human", log_level: str = "info", 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     configure(log_format, log_level)
-    asyncio.run(_serve(endpoint, **kw))
+    asyncio.run(_serve(endpoint, curve=curve, **kw))
 
 
-async def _serve(endpoint: str, **kw: Any) -> None:
+async def _serve(endpoint: str, *, curve: Any = None, **kw: Any) -> None:
     import os
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    rib = RibProcess(endpoint, **kw)
+    rib = RibProcess(endpoint, curve=curve, **kw)
     rib.start()
     parent = os.getppid()
 

@@ -53,6 +53,7 @@ from ..codec.layout import ATTR_REC
 from .bestpath import ORIGIN_NAMES, PeerRef, candidate_from_attr_rec, explain, rank
 
 __all__ = ["PrefixIndex", "handle_query", "answer_query", "QueryError", "QUERY_FIELDS",
+           "handle_peers", "handle_subscription", "RouteEventSource", "EVENT_RATE",
            "DEFAULT_LIMIT", "MAX_LIMIT", "DEFAULT_MAX_BYTES", "MIN_PENDING"]
 
 NO = 0xFFFFFFFF
@@ -542,7 +543,15 @@ def handle_query(rib: Any, query: dict) -> dict:
     """Answer one ``show rib`` query (fields and reply: docs/control.md, "rib").
 
     Raises QueryError (a ValueError naming the field) for a bad query or an unknown neighbor.
+    ``{"kind": "peers", ...}``: :func:`handle_peers`; no kind (or ``"rib"``): show rib.
     """
+    if isinstance(query, dict) and "kind" in query:
+        kind = query.get("kind")
+        if kind == "peers":
+            return handle_peers(rib, query)
+        if kind != "rib":
+            raise QueryError(f"kind: must be rib, peers, subscribe or unsubscribe, not {kind!r}")
+        query = {k: v for k, v in query.items() if k != "kind"}
     q = _parse(rib, query)
     ctx = _Ctx(rib)
     routes: list[dict] = []
@@ -608,7 +617,11 @@ def answer_query(rib: Any, identity: bytes, msg: Any) -> None:
     (``error`` set, and ``result = {"code": ...}``, when the query fails)."""
     from ..bus.messages import RibQueryReply
     try:
-        result = handle_query(rib, msg.query)
+        kind = msg.query.get("kind") if isinstance(msg.query, dict) else None
+        if kind in ("subscribe", "unsubscribe"):
+            result = handle_subscription(rib, identity, msg.query)
+        else:
+            result = handle_query(rib, msg.query)
     except QueryError as e:
         reply = RibQueryReply(msg.request_id, {"code": e.code}, str(e))
     except Exception as e:                      # noqa: BLE001 - a bug must not stop the RIB
@@ -619,3 +632,310 @@ def answer_query(rib: Any, identity: bytes, msg: Any) -> None:
     else:
         reply = RibQueryReply(msg.request_id, result, "")
     rib.bus.send(identity, reply)
+
+
+# --- the peers query (show summary / show neighbor) ------------------------------------------
+
+_FAM = {1: "ipv4", 2: "ipv6"}
+_RECSIZE = {1: 13, 2: 25}           # prefix record: attr u32 · path_id u32 · plen u8 · addr
+
+
+def handle_peers(rib: Any, query: dict) -> dict:
+    """``{"kind": "peers"[, "neighbor": ADDRESS]}``: per peer the RIB knows, what it holds of it
+    (Adj-RIB-In prefixes, paths, stale) and what it exports to it (the size of its
+    Adj-RIB-Out, and the exporter's state). Costs (docs/control.md, "summary"): one
+    ``dump_best()`` per family (only when a non-ADD-PATH client of it exists) reused for
+    every client, then one ``select_for`` per client and family."""
+    import time as _time
+    from .export import select_for
+    t0 = _time.perf_counter()
+    unknown = sorted(set(query) - {"kind", "neighbor"})
+    if unknown:
+        raise QueryError(f"query: unknown field(s) {', '.join(map(repr, unknown))} (peers: kind, neighbor)")
+    peers = list(rib.peers.values())
+    if query.get("neighbor") is not None:
+        peers = [_neighbor(rib, query["neighbor"], "neighbor")]
+    exp = getattr(rib, "exporter", None)
+    clients = getattr(exp, "clients", None) or {}
+    best: dict[int, bytes] = {}
+
+    def exported(pid: int, afi: int) -> int:
+        c = clients.get(pid)
+        if c is None or afi not in getattr(c, "groups", {}):
+            return 0
+        if c.addpath.get(afi):
+            return sum(len(p.tables[afi]) for q_id, p in rib.peers.items() if q_id != pid)
+        data = best.get(afi)
+        if data is None:
+            lr = rib.locrib.get(afi)
+            data = best[afi] = lr.dump_best() if lr is not None else b""
+        return len(select_for(data, afi, pid, False)) // _RECSIZE[afi]
+
+    rows = []
+    for p in sorted(peers, key=lambda p: p.peer_id):
+        t = p.tables
+        status = exp.status(p.peer_id) if exp is not None and hasattr(exp, "status") else None
+        rows.append({
+            "peer_id": p.peer_id, "address": p.address, "name": getattr(p, "name", ""),
+            "asn": p.asn, "up": bool(getattr(p, "up", False)),
+            "accepted": {_FAM[a]: t[a].count_prefixes() for a in (1, 2)},
+            "paths": {_FAM[a]: len(t[a]) for a in (1, 2)},
+            "stale": {_FAM[a]: t[a].stale_count() for a in (1, 2)},
+            "exported": {_FAM[a]: exported(p.peer_id, a) for a in (1, 2)},
+            "export": status,
+        })
+    loc = getattr(rib, "locrib", None) or {}
+    return {"peers": rows, "loc_rib": {_FAM[a]: len(lr) for a, lr in loc.items()},
+            "elapsed": round(_time.perf_counter() - t0, 6)}
+
+
+# --- route events (monitor --routes) ----------------------------------------------------------
+
+EVENT_RATE = 2000               # events per second per subscription (burst: one second's worth)
+FLUSH_INTERVAL = 0.1            # seconds: events are sent in batches at most this often
+DROPPED_INTERVAL = 1.0          # seconds between two "dropped" reports of a subscription
+LEASE = 30.0                    # seconds a subscription lives without a renewal
+SUB_FIELDS = ("kind", "sub_id", "prefix", "rate", "lease")
+
+
+class _Sub:
+    __slots__ = ("identity", "sub_id", "net", "rate", "tokens", "last", "events", "dropped",
+                 "dropped_total", "last_dropped_report", "renewed", "lease", "filter")
+
+    def __init__(self, identity: bytes, sub_id: int, net, rate: int, lease: float, now: float):
+        self.identity = identity
+        self.sub_id = sub_id
+        self.rate = rate
+        self.tokens = float(rate)
+        self.last = now
+        self.events: list = []
+        self.dropped = 0                # not reported yet
+        self.dropped_total = 0
+        self.last_dropped_report = 0.0
+        self.renewed = now
+        self.lease = lease
+        self.set_filter(net)
+
+    def set_filter(self, net) -> None:
+        self.net = net
+        if net is None:
+            self.filter = None
+        else:
+            afi = 1 if net.version == 4 else 2
+            bits = _MAXLEN[afi]
+            plen = net.prefixlen
+            self.filter = (afi, plen, bits - plen, int(net.network_address) >> (bits - plen) if plen else 0)
+
+    def matches(self, afi: int, plen: int, addr: bytes) -> bool:
+        f = self.filter
+        if f is None:
+            return True
+        fafi, fplen, shift, fnet = f
+        return afi == fafi and plen >= fplen and (int.from_bytes(addr, "big") >> shift if fplen else 0) == fnet
+
+
+class RouteEventSource:
+    """Loc-RIB best-path changes for the ``monitor --routes`` subscribers (docs/control.md).
+
+    The RIB process calls :meth:`note` with each ``LocRib.update`` output column, and only
+    while a subscription exists (``rib.route_events`` is None otherwise: no cost at all).
+    Per subscription a token bucket allows ``rate`` events per second (burst: ``rate``);
+    events beyond it are counted and reported as one ``{"event": "dropped", "count": n}``
+    per second. Events are queued and sent as ``RouteEvents`` messages every
+    ``FLUSH_INTERVAL`` seconds (:meth:`flush`; scheduled on the running loop, if any)."""
+
+    def __init__(self, rib: Any, clock=None, wall=None):
+        import time as _time
+        self.rib = rib
+        self.clock = clock or _time.monotonic
+        self.wall = wall or _time.time
+        self.subs: dict[tuple[bytes, int], _Sub] = {}
+        self._handle = None
+        self.sent = 0
+
+    # -- subscriptions
+    def subscribe(self, identity: bytes, sub_id: int, net=None, rate: int = EVENT_RATE,
+                  lease: float = LEASE) -> bool:
+        """Add or renew; True when the subscription is new (e.g. this RIB restarted)."""
+        now = self.clock()
+        s = self.subs.get((identity, sub_id))
+        if s is None:
+            self.subs[(identity, sub_id)] = _Sub(identity, sub_id, net, rate, lease, now)
+            created = True
+        else:
+            s.renewed, s.lease, s.rate = now, lease, rate
+            s.set_filter(net)
+            created = False
+        self.expire(now)
+        return created
+
+    def unsubscribe(self, identity: bytes, sub_id: int) -> bool:
+        return self.subs.pop((identity, sub_id), None) is not None
+
+    def expire(self, now: Optional[float] = None) -> None:
+        now = self.clock() if now is None else now
+        for k, s in list(self.subs.items()):
+            if now - s.renewed > s.lease:
+                del self.subs[k]
+        if not self.subs and getattr(self.rib, "route_events", None) is self:
+            self.rib.route_events = None        # the last one expired: the hook is off again
+
+    # -- events
+    def note(self, afi: int, locchg: bytes) -> None:
+        """One LocRib.update output column of ``afi``."""
+        if not locchg or not self.subs:
+            return
+        now = self.clock()
+        subs = list(self.subs.values())
+        for s in subs:
+            s.tokens = min(float(s.rate), s.tokens + (now - s.last) * s.rate)
+            s.last = now
+        peers = self.rib.peers
+        attrs = self.rib.attrs
+        cache: dict[int, tuple] = {}            # attr ids are only valid within this call
+        wall = None
+        anum = _AFI_NUM[afi]
+        queued = False
+        for plen, addr, np_, npid, nattr, op, opid, oattr in _LOCCHG[afi].iter_unpack(locchg):
+            if nattr == NO:
+                if oattr == NO:
+                    continue
+                action = "withdraw"
+            elif oattr == NO:
+                action = "announce"
+            elif np_ == op and npid == opid and nattr == oattr:
+                continue                        # only the second best changed
+            else:
+                action = "best-change"
+            ev = None
+            for s in subs:
+                if s.filter is not None and not s.matches(afi, plen, addr):
+                    continue
+                if s.tokens < 1.0:
+                    s.dropped += 1
+                    s.dropped_total += 1
+                    queued = True
+                    continue
+                s.tokens -= 1.0
+                if ev is None:
+                    if wall is None:
+                        wall = self.wall()
+                    best = None
+                    if nattr != NO:
+                        d = cache.get(nattr)
+                        if d is None:
+                            d = cache[nattr] = _event_attrs(attrs, nattr)
+                        p = peers.get(np_)
+                        best = {"neighbor": p.address if p is not None else None,
+                                "as_path": d[0], "next_hop": d[1]}
+                        if npid:
+                            best["path_id"] = npid
+                    prev = None
+                    if oattr != NO:
+                        p = peers.get(op)
+                        prev = p.address if p is not None else None
+                    ev = {"time": wall, "event": "route", "afi": anum,
+                          "prefix": f"{ipaddress.ip_address(addr)}/{plen}", "action": action,
+                          "best": best, "previous_neighbor": prev}
+                s.events.append(ev)
+                queued = True
+        if queued:
+            self._schedule(FLUSH_INTERVAL)
+
+    def _schedule(self, delay: float) -> None:
+        if self._handle is not None:
+            return
+        import asyncio
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return                              # no loop (tests): flush() is called by hand
+        self._handle = loop.call_later(delay, self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._handle = None
+        try:
+            self.flush()
+        except Exception:                       # noqa: BLE001 - never stop the RIB
+            log = getattr(self.rib, "log", None)
+            if log is not None:
+                log.exception("rib: route events flush failed")
+
+    def flush(self) -> int:
+        """Send what is queued; returns the number of RouteEvents messages sent."""
+        from ..bus.messages import RouteEvents
+        now = self.clock()
+        self.expire(now)
+        n = 0
+        later = None
+        for s in list(self.subs.values()):
+            evs, s.events = s.events, []
+            if s.dropped:
+                wait = s.last_dropped_report + DROPPED_INTERVAL - now
+                if wait <= 0:
+                    evs.append({"time": self.wall(), "event": "dropped", "count": s.dropped,
+                                "rate": s.rate})
+                    s.dropped = 0
+                    s.last_dropped_report = now
+                else:
+                    later = wait if later is None else min(later, wait)
+            if evs:
+                self.rib.bus.send(s.identity, RouteEvents(s.sub_id, evs, s.dropped_total))
+                n += 1
+                self.sent += len(evs)
+        if later is not None:
+            self._schedule(later)
+        return n
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+def _event_attrs(attrs: Any, aid: int) -> tuple:
+    try:
+        s = AttrSet.from_blob(attrs.blob(aid))
+        return s.as_path_str(), s.next_hop
+    except Exception:                           # noqa: BLE001
+        return None, None
+
+
+def handle_subscription(rib: Any, identity: bytes, query: dict) -> dict:
+    """``{"kind": "subscribe", "sub_id": N, "prefix": P|null, "rate": R, "lease": S}`` (also a
+    renewal) or ``{"kind": "unsubscribe", "sub_id": N}`` from the control server."""
+    unknown = sorted(set(query) - set(SUB_FIELDS))
+    if unknown:
+        raise QueryError(f"query: unknown field(s) {', '.join(map(repr, unknown))} "
+                         f"(fields: {', '.join(SUB_FIELDS)})")
+    sub_id = query.get("sub_id")
+    if type(sub_id) is not int or sub_id < 0:
+        raise QueryError(f"sub_id: a non-negative integer, not {sub_id!r}")
+    src = getattr(rib, "route_events", None)
+    if query.get("kind") == "unsubscribe":
+        found = src.unsubscribe(identity, sub_id) if src is not None else False
+        if src is not None and not src.subs:
+            src.close()
+            rib.route_events = None
+        return {"sub_id": sub_id, "unsubscribed": found}
+    prefix = query.get("prefix")
+    net = None
+    if prefix is not None:
+        if not isinstance(prefix, str):
+            raise QueryError(f"prefix: a string is required, not {prefix!r}")
+        try:
+            net = ipaddress.ip_network(prefix.strip(), strict=False)
+        except ValueError as e:
+            raise QueryError(f"prefix: {prefix!r} is not a valid prefix ({e})") from None
+    rate = query.get("rate", EVENT_RATE)
+    if type(rate) is not int or not 1 <= rate <= 100000:
+        raise QueryError(f"rate: an integer from 1 to 100000, not {rate!r}")
+    lease = query.get("lease", LEASE)
+    if not isinstance(lease, (int, float)) or not 1 <= lease <= 3600:
+        raise QueryError(f"lease: seconds from 1 to 3600, not {lease!r}")
+    if src is None:
+        src = RouteEventSource(rib)
+    created = src.subscribe(identity, sub_id, net, rate, float(lease))
+    rib.route_events = src
+    return {"sub_id": sub_id, "created": created, "prefix": str(net) if net is not None else None,
+            "rate": rate, "subscriptions": len(src.subs)}

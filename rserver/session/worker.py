@@ -246,13 +246,17 @@ class Worker:
 
     # -- the RIB bus ---------------------------------------------------------------------------
 
-    def _connect_rib(self, endpoint: str, index: int) -> None:
+    def _connect_rib(self, endpoint: str, index: int,
+                     curve: Optional[tuple[bytes, bytes, bytes]] = None) -> None:
+        """``curve``: (client public, client secret, RIB public) for a tcp:// bus (PeerAdd.bus_curve)."""
         if self.bus is not None or not endpoint:
             return
-        from rserver.bus.transport import WorkerBus
-        self.bus = WorkerBus(endpoint, f"w{index}".encode(), on_message=self._on_rib, on_export=self._on_export)
+        from rserver.bus.transport import CurveClient, WorkerBus
+        cc = CurveClient(curve[0], curve[1], curve[2]) if curve else None
+        self.bus = WorkerBus(endpoint, f"w{index}".encode(), on_message=self._on_rib, on_export=self._on_export,
+                             curve=cc)
         self.bus.start()
-        self.log.info("connected to the RIB", endpoint=endpoint, identity=f"w{index}")
+        self.log.info("connected to the RIB", endpoint=endpoint, identity=f"w{index}", curve=cc is not None)
 
     def _on_session(self, r: PeerRunner, up: bool, a: Any) -> None:
         pid = self.peer_ids.get(r.address, 0)
@@ -338,6 +342,8 @@ class Worker:
                 # and remembers what changed; resumed below the low watermark
                 self._xoff.add(pid)
                 self.bus.send(bm.Xoff(pid))
+                self.log.info(f"export queue above {self.export_high_water >> 20} MiB: the RIB holds this "
+                              "client's updates until it drains", neighbor=r.address, neighbor_name=r.name)
                 self._arm_xon()
 
     def _arm_xon(self) -> None:
@@ -352,6 +358,9 @@ class Worker:
                 self._xoff.discard(pid)
                 if self.bus is not None:
                     self.bus.send(bm.Xon(pid))
+                if r is not None:
+                    self.log.info("export queue drained: the RIB resumes this client", neighbor=r.address,
+                                  neighbor_name=r.name)
         if self._xoff:
             self._arm_xon()
 
@@ -388,7 +397,7 @@ class Worker:
         if self._shutting:
             return
         if msg.rib_endpoint and msg.peer_id > 0:
-            self._connect_rib(msg.rib_endpoint, msg.worker_index)
+            self._connect_rib(msg.rib_endpoint, msg.worker_index, msg.bus_curve)
             self.peer_ids[addr] = msg.peer_id
             # a restarted worker: whatever the dead one had announced for this peer is gone
             # with its TCP session (a no-op for a peer the RIB does not know)

@@ -21,6 +21,10 @@ Process model
   worker channel it inherits), restarted with the same back-off when it dies (the workers are
   then told ``RibRestarted``: they re-announce their Established sessions and re-fetch the
   routes), and stopped *last* on SIGTERM (after the workers, so their final batches land).
+  Its endpoint is ``[bus]`` of the config (default ipc://RUN_DIR/rib.sock); for tcp:// it
+  gets a ``CurveServer`` (the RIB's keypair, the client key allowed) and workers get the
+  client keypair and the RIB's public key in ``PeerAdd.bus_curve``, the control socket's RIB
+  client a ``CurveClient`` (``rib.curve_client``).
   Workers learn its endpoint and their peer ids from ``PeerAdd``. It always runs, except
   for tests of the process machinery that pass ``rib=False``.
 
@@ -160,8 +164,12 @@ def _default_rib_main() -> Callable[..., None]:
 class _RibSlot:
     """The supervisor's view of the RIB process."""
 
-    def __init__(self, endpoint: str, backoff: Backoff):
+    def __init__(self, endpoint: str, backoff: Backoff, curve_server: Any = None, curve_client: Any = None):
         self.endpoint = endpoint
+        # tcp:// bus ([bus] in the config): the RIB's CurveServer, and the CurveClient the
+        # control socket's RIB client connects with (None for ipc://)
+        self.curve_server = curve_server
+        self.curve_client = curve_client
         self.pid: Optional[int] = None
         self.started_at = 0.0
         self.backoff = backoff
@@ -169,6 +177,18 @@ class _RibSlot:
         self.restarts = 0
 
 
+
+
+def _rib_slot(config: Config, backoff: Backoff) -> _RibSlot:
+    """The RIB's endpoint and CURVE settings from [bus] (config.py; docs/rib.md "Bus")."""
+    from ..bus.transport import CurveClient, CurveServer
+    bus = config.bus
+    endpoint = bus.endpoint_for(config.global_.run_dir)
+    if not bus.curve:
+        return _RibSlot(endpoint, backoff)
+    return _RibSlot(endpoint, backoff,
+                    curve_server=CurveServer(bus.server_public, bus.server_secret, {bus.client_public}),
+                    curve_client=CurveClient(bus.client_public, bus.client_secret, bus.server_public))
 
 
 class Supervisor:
@@ -204,8 +224,7 @@ class Supervisor:
         # a --log-format / --log-level given on the command line wins over the file on reload
         self._log_format_fixed = log_format is not None
         self._log_level_fixed = log_level is not None
-        from ..bus.transport import default_endpoint
-        self.rib: Optional[_RibSlot] = _RibSlot(default_endpoint(str(self.run_dir)), backoff()) if rib else None
+        self.rib: Optional[_RibSlot] = _rib_slot(config, backoff()) if rib else None
         self.dispatcher = Dispatcher([(a, config.global_.port) for a in config.global_.listen],
                                      self._route)
         self.peer_state: dict[str, PeerEvent] = {}      # latest PeerEvent per neighbor
@@ -388,11 +407,16 @@ class Supervisor:
     def _endpoint(self) -> str:
         return self.rib.endpoint if self.rib is not None else ""
 
+    def _bus_curve(self) -> Optional[tuple[bytes, bytes, bytes]]:
+        c = self.rib.curve_client if self.rib is not None else None
+        return (c.public_key, c.secret_key, c.server_key) if c is not None else None
+
     def _peer_add(self, w: _Worker, n: NeighborConfig) -> None:
         endpoint = self._endpoint()
         self._send(w, PeerAdd(neighbor=n, global_=self.config.global_,
                               peer_id=self.peer_ids.get(n.address, 0) if endpoint else 0,
-                              rib_endpoint=endpoint, worker_index=w.index))
+                              rib_endpoint=endpoint, worker_index=w.index,
+                              bus_curve=self._bus_curve() if endpoint else None))
 
     def _replace_config(self, n: NeighborConfig) -> Optional[_Worker]:
         w = self._owner.get(n.address)
@@ -578,11 +602,8 @@ class Supervisor:
         w.shutdown_done = False
         self._loop.add_reader(sup_end.fileno(), self._on_readable, w)
         self.log.info("worker started", worker=w.index, pid=pid, peers=",".join(w.addresses))
-        endpoint = self.rib.endpoint if self.rib is not None else ""
         for n in w.neighbors:
-            self._send(w, PeerAdd(neighbor=n, global_=self.config.global_,
-                                  peer_id=self.peer_ids.get(n.address, 0) if endpoint else 0,
-                                  rib_endpoint=endpoint, worker_index=w.index))
+            self._peer_add(w, n)
 
     def _fork_child(self, setup: Callable[[], None], body: Callable[[], None]) -> int:
         """Fork; in the child run ``setup`` then ``body`` and exit with 0, or 1 after printing
@@ -622,7 +643,8 @@ class Supervisor:
             return
         pid = self._fork_child(lambda: self._child_setup(None, None, comm="rserver-rib"),
                                lambda: self._rib_main(rib.endpoint, log_format=self.log_format,
-                                                      log_level=self.log_level))
+                                                      log_level=self.log_level,
+                                                      **({"curve": rib.curve_server} if rib.curve_server else {})))
         rib.pid = pid
         rib.started_at = time.monotonic()
         self.log.info("rib process started", pid=pid, endpoint=rib.endpoint)

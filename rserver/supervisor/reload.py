@@ -12,7 +12,9 @@ the running sessions (sans-IO: no sockets, no processes; the supervisor applies 
 * global changes: ``local_as`` / ``router_id`` reset every session (they are in every
   OPEN); ``listen`` / ``port`` re-bind the listeners only; ``log_level`` / ``log_format`` apply
   live; ``run_dir`` / ``session_workers`` cannot change while running: ``refusals`` is then
-  non-empty and nothing at all may be applied.
+  non-empty and nothing at all may be applied;
+* [bus] (``Config.bus``: the RIB endpoint and its CURVE keys, key file contents included)
+  cannot change while running either: a refusal.
 
 The classification follows what operators of BIRD and OpenBGPD expect: anything that is
 negotiated in the OPEN or that shapes the transport needs a new session; local policy that
@@ -23,11 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..config import Config, GlobalConfig, NeighborConfig
+from ..config import BusConfig, Config, GlobalConfig, NeighborConfig
 
 __all__ = [
     "NEIGHBOR_RESET", "NEIGHBOR_LIVE", "GLOBAL_RESET_ALL", "GLOBAL_LISTEN", "GLOBAL_LIVE",
-    "GLOBAL_REFUSED", "NeighborChange", "ReloadPlan", "diff",
+    "GLOBAL_REFUSED", "BUS_REFUSED", "NeighborChange", "ReloadPlan", "diff",
 ]
 
 # --- neighbor fields --------------------------------------------------------------------------
@@ -100,12 +102,30 @@ GLOBAL_REFUSED: dict[str, str] = {
                        "fixed at start); restart the server",
 }
 
+# [bus] (Config.bus): the RIB binds it and every worker is connected to it; nothing of it can
+# change under running processes
+_BUS_WHY = ("the RIB process binds the bus and every worker is connected to it with these "
+            "settings; restart the server")
+BUS_REFUSED: dict[str, str] = {
+    "endpoint": f"bus.endpoint cannot change while running ({_BUS_WHY})",
+    "server_key_file": f"bus.server_key_file cannot change while running ({_BUS_WHY})",
+    "client_key_file": f"bus.client_key_file cannot change while running ({_BUS_WHY})",
+    "server_public": f"the RIB's CURVE keypair (bus.server_key_file) changed ({_BUS_WHY})",
+    "server_secret": f"the RIB's CURVE keypair (bus.server_key_file) changed ({_BUS_WHY})",
+    "client_public": f"the workers' CURVE keypair (bus.client_key_file) changed ({_BUS_WHY})",
+    "client_secret": f"the workers' CURVE keypair (bus.client_key_file) changed ({_BUS_WHY})",
+}
+_BUS_SHOWN = ("endpoint", "server_key_file", "client_key_file")     # never print the keys
+
 _NEIGHBOR_FIELDS = tuple(NeighborConfig.__struct_fields__)
 _GLOBAL_FIELDS = tuple(GlobalConfig.__struct_fields__)
+_BUS_FIELDS = tuple(BusConfig.__struct_fields__)
 # every field is classified exactly once (checked by the tests too)
 assert set(_NEIGHBOR_FIELDS) == set(NEIGHBOR_RESET) | set(NEIGHBOR_LIVE) | {NEIGHBOR_ADMIN, "address"}
 assert set(_GLOBAL_FIELDS) == (set(GLOBAL_RESET_ALL) | set(GLOBAL_LISTEN) | set(GLOBAL_LIVE)
                                | set(GLOBAL_REFUSED))
+assert set(_BUS_FIELDS) == set(BUS_REFUSED)
+assert set(Config.__struct_fields__) == {"source", "global_", "neighbors", "bus"}
 
 
 @dataclass(frozen=True)
@@ -163,12 +183,27 @@ def _listeners(g: GlobalConfig) -> list[tuple[str, int]]:
     return list(dict.fromkeys((a, g.port) for a in g.listen))
 
 
+def _bus_refusals(bo: BusConfig, bn: BusConfig) -> tuple[str, ...]:
+    out: list[str] = []
+    seen: set[str] = set()
+    for f in _BUS_FIELDS:
+        if getattr(bo, f) == getattr(bn, f) or BUS_REFUSED[f] in seen:
+            continue
+        seen.add(BUS_REFUSED[f])
+        if f in _BUS_SHOWN:
+            out.append(f"bus.{f}: {BUS_REFUSED[f]} (running {getattr(bo, f)!r}, file says {getattr(bn, f)!r})")
+        else:
+            out.append(f"bus: {BUS_REFUSED[f]}")
+    return tuple(out)
+
+
 def diff(old: Config, new: Config) -> ReloadPlan:
     """What applying ``new`` over the running ``old`` means (see the module docstring)."""
     go, gn = old.global_, new.global_
     global_changed = tuple(f for f in _GLOBAL_FIELDS if getattr(go, f) != getattr(gn, f))
     refusals = tuple(f"global.{f}: {GLOBAL_REFUSED[f]} (running {getattr(go, f)!r}, file says "
                      f"{getattr(gn, f)!r})" for f in global_changed if f in GLOBAL_REFUSED)
+    refusals += _bus_refusals(old.bus, new.bus)
     if refusals:
         return ReloadPlan(global_changed=global_changed, refusals=refusals)
 

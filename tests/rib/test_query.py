@@ -32,6 +32,8 @@ class FakeExporter:
 class FakeRib:
     """What handle_query reads of the RIB process, holding real tables."""
 
+    route_events = None
+
     def __init__(self, LocRib=None):
         LocRib = LocRib or _tables.LocRib
         self.attrs = _tables.AttrTable()
@@ -57,7 +59,10 @@ class FakeRib:
         assert not batch.problems, batch.problems
         idmap = self.attrs.intern_batch(batch.attr_data, batch.attr_index)
         chg = self.peers[peer_id].tables[afi].apply(batch.v4 if afi == 1 else batch.v6, idmap)
-        self.index.note(afi, self.locrib[afi].update(peer_id, chg))
+        out = self.locrib[afi].update(peer_id, chg)
+        self.index.note(afi, out)
+        if self.route_events is not None:           # as RibProcess._feed
+            self.route_events.note(afi, out)
         self.attrs.collect()
 
     def announce(self, peer_id, prefixes, **attrs):
@@ -318,3 +323,212 @@ def test_empty_rib():
     assert handle_query(r, {}) == {"routes": [], "truncated": False, "count": 0, "table": "loc-rib"}
     assert handle_query(r, {"for": "10.0.0.1"})["routes"] == []
     assert handle_query(r, {"prefix": "::/0", "match": "longer"})["routes"] == []
+
+
+# --- the peers query (show summary) ----------------------------------------------------------
+
+class _Client:
+    def __init__(self, afis=(1, 2), addpath=False):
+        self.groups = {a: object() for a in afis}
+        self.addpath = {1: addpath, 2: addpath}
+
+
+class _CountingLocRib:
+    """A Loc-RIB wrapper counting dump_best() calls."""
+
+    def __init__(self, lr):
+        self.lr = lr
+        self.dumps = 0
+
+    def dump_best(self):
+        self.dumps += 1
+        return self.lr.dump_best()
+
+    def __len__(self):
+        return len(self.lr)
+
+
+def _with_clients(rib, clients):
+    rib.exporter.clients = clients
+    rib.exporter.status = lambda pid: ({"live": ["ipv4"], "prefixes_sent": 7, "updates_sent": 2,
+                                        "eor_sent": ["ipv4"]} if pid in clients else None)
+
+
+def _expected_out(rib, client, afi):
+    """What client should be sent (RFC 7947 §2.3.2.1), from show rib's Loc-RIB view."""
+    n = 0
+    for r in handle_query(rib, {"afi": 4 if afi == 1 else 6, "limit": 1000})["routes"]:
+        paths = r["paths"]
+        best = next(p for p in paths if p["best"])
+        if best["neighbor"] != rib.peers[client].address:
+            n += 1
+        elif any(p["second"] for p in paths):
+            n += 1
+    return n
+
+
+def test_peers_counts_match_the_tables(rib):
+    _with_clients(rib, {1: _Client(), 2: _Client(), 3: _Client(addpath=True)})
+    counting = {a: _CountingLocRib(lr) for a, lr in rib.locrib.items()}
+    real = rib.locrib
+    rib.locrib = counting
+    try:
+        res = handle_query(rib, {"kind": "peers"})
+    finally:
+        rib.locrib = real
+    assert counting[1].dumps == 1 and counting[2].dumps == 1      # once per family, reused
+    by = {p["address"]: p for p in res["peers"]}
+    assert [p["peer_id"] for p in res["peers"]] == [1, 2, 3]
+    assert by["10.0.0.1"]["accepted"] == {"ipv4": 2, "ipv6": 1}
+    assert by["10.0.0.2"]["accepted"] == {"ipv4": 2, "ipv6": 0}
+    assert by["10.0.0.3"]["accepted"] == {"ipv4": 1, "ipv6": 0}
+    assert by["10.0.0.1"]["paths"] == by["10.0.0.1"]["accepted"]
+    assert by["10.0.0.1"]["stale"] == {"ipv4": 0, "ipv6": 0}
+    # best/second: alpha is sent 10.1.0.0/16 and 10.1.2.0/24 (not its own 10.0.0.0/8)
+    assert by["10.0.0.1"]["exported"] == {"ipv4": 2, "ipv6": 0}
+    assert by["10.0.0.2"]["exported"] == {"ipv4": 2, "ipv6": 1}
+    for pid in (1, 2):
+        for afi in (1, 2):
+            assert by[rib.peers[pid].address]["exported"][("ipv4", "ipv6")[afi - 1]] == _expected_out(rib, pid, afi)
+    # ADD-PATH: every path of every other peer
+    assert by["10.0.0.3"]["exported"] == {"ipv4": 4, "ipv6": 1}
+    assert by["10.0.0.1"]["export"]["prefixes_sent"] == 7
+    assert res["loc_rib"] == {"ipv4": 3, "ipv6": 1} and res["elapsed"] >= 0
+
+
+def test_peers_not_a_client_one_neighbor_and_errors(rib):
+    _with_clients(rib, {2: _Client(afis=(1,))})
+    res = handle_query(rib, {"kind": "peers"})
+    by = {p["address"]: p for p in res["peers"]}
+    assert by["10.0.0.1"]["exported"] == {"ipv4": 0, "ipv6": 0} and by["10.0.0.1"]["export"] is None
+    assert by["10.0.0.2"]["exported"] == {"ipv4": 2, "ipv6": 0}            # not an IPv6 client
+    one = handle_query(rib, {"kind": "peers", "neighbor": "bravo"})
+    assert [p["address"] for p in one["peers"]] == ["10.0.0.2"]
+    with pytest.raises(QueryError) as e:
+        handle_query(rib, {"kind": "peers", "neighbor": "10.9.9.9"})
+    assert e.value.code == "unknown-neighbor"
+    with pytest.raises(QueryError):
+        handle_query(rib, {"kind": "peers", "limit": 3})
+    with pytest.raises(QueryError):
+        handle_query(rib, {"kind": "nope"})
+    assert handle_query(rib, {"kind": "rib", "prefix": "10.1.0.0/16"})["count"] == 1
+
+
+def test_peers_after_a_stale_mark(rib):
+    rib.peers[1].tables[1].mark_stale()
+    by = {p["address"]: p for p in handle_query(rib, {"kind": "peers"})["peers"]}
+    assert by["10.0.0.1"]["stale"] == {"ipv4": 2, "ipv6": 0}
+
+
+# --- route events (monitor --routes) ---------------------------------------------------------
+
+from rserver.bus.messages import RouteEvents  # noqa: E402
+from rserver.rib.query import RouteEventSource  # noqa: E402
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def _subscribe(rib, sub_id, identity=b"ctl-1", **kw):
+    rib.sent.clear()
+    answer_query(rib, identity, RibQuery(10 + sub_id, {"kind": "subscribe", "sub_id": sub_id, **kw}))
+    (ident, reply), = rib.sent
+    rib.sent.clear()
+    assert ident == identity and not reply.error, reply
+    return reply.result
+
+
+def _events(rib):
+    rib.route_events.flush()
+    out = [(ident, m) for ident, m in rib.sent if isinstance(m, RouteEvents)]
+    rib.sent.clear()
+    return out
+
+
+def test_route_events_formats(rib):
+    clock = _Clock()
+    rib.route_events = RouteEventSource(rib, clock=clock, wall=lambda: 1763872099.5)
+    r = _subscribe(rib, 5)
+    assert r["created"] is True and r["subscriptions"] == 1
+    assert _subscribe(rib, 5)["created"] is False                  # a renewal
+    rib.announce(2, ["10.9.0.0/16"], as_path=[64502])
+    (ident, m), = _events(rib)
+    assert ident == b"ctl-1" and m.sub_id == 5 and m.dropped == 0
+    assert m.events == [{"time": 1763872099.5, "event": "route", "afi": 4, "prefix": "10.9.0.0/16",
+                         "action": "announce", "best": {"neighbor": "10.0.0.2", "as_path": "64502",
+                                                        "next_hop": "192.0.2.2"},
+                         "previous_neighbor": None}]
+    rib.announce(3, ["10.9.0.0/16"], as_path=[64503, 1])          # only a second best: no event
+    assert _events(rib) == []
+    rib.withdraw(2, ["10.9.0.0/16"])                               # best moves to charlie
+    (_, m), = _events(rib)
+    (ev,) = m.events
+    assert ev["action"] == "best-change" and ev["best"]["neighbor"] == "10.0.0.3"
+    assert ev["best"]["as_path"] == "64503 1" and ev["previous_neighbor"] == "10.0.0.2"
+    rib.withdraw(3, ["10.9.0.0/16"])
+    (_, m), = _events(rib)
+    assert [(e["action"], e["best"], e["previous_neighbor"]) for e in m.events] == [("withdraw", None, "10.0.0.3")]
+    rib.announce(1, ["2001:db8:1::/48"], as_path=[64501])
+    (_, m), = _events(rib)
+    assert m.events[0]["afi"] == 6 and m.events[0]["prefix"] == "2001:db8:1::/48"
+    assert m.events[0]["best"]["next_hop"] == "2001:db8:ffff::1"
+
+
+def test_route_events_prefix_filter_and_unsubscribe(rib):
+    rib.route_events = RouteEventSource(rib, clock=_Clock())
+    _subscribe(rib, 1, prefix="10.8.0.0/14")
+    _subscribe(rib, 2, identity=b"ctl-2")
+    rib.announce(2, ["10.9.1.0/24", "10.20.0.0/16", "10.8.0.0/14", "10.0.0.0/7"])
+    got = {(ident, m.sub_id): [e["prefix"] for e in m.events] for ident, m in _events(rib)}
+    assert got == {(b"ctl-1", 1): ["10.9.1.0/24", "10.8.0.0/14"],
+                   (b"ctl-2", 2): ["10.9.1.0/24", "10.20.0.0/16", "10.8.0.0/14", "10.0.0.0/7"]}
+    rib.sent.clear()
+    answer_query(rib, b"ctl-1", RibQuery(99, {"kind": "unsubscribe", "sub_id": 1}))
+    assert rib.sent[0][1].result == {"sub_id": 1, "unsubscribed": True}
+    assert rib.route_events is not None
+    answer_query(rib, b"ctl-2", RibQuery(99, {"kind": "unsubscribe", "sub_id": 2}))
+    assert rib.route_events is None                                # the hook is off again
+    rib.sent.clear()
+    rib.announce(2, ["10.9.2.0/24"])
+    assert rib.sent == []
+
+
+def test_route_events_rate_limit_and_dropped_report(rib):
+    clock = _Clock()
+    rib.route_events = RouteEventSource(rib, clock=clock)
+    _subscribe(rib, 1, rate=10)
+    pfx = [f"10.{200 + i // 250}.{i % 250}.0/24" for i in range(50)]
+    rib.announce(2, pfx)
+    (_, m), = _events(rib)
+    routes = [e for e in m.events if e["event"] == "route"]
+    dropped = [e for e in m.events if e["event"] == "dropped"]
+    assert len(routes) == 10 and [e["prefix"] for e in routes] == pfx[:10]
+    assert [(d["count"], d["rate"]) for d in dropped] == [(40, 10)] and m.dropped == 40
+    rib.withdraw(2, pfx)                                   # same instant: no token left
+    assert _events(rib) == []                              # one dropped report per second
+    clock.t += 1.5
+    (_, m), = _events(rib)
+    assert [(e["event"], e["count"]) for e in m.events] == [("dropped", 50)] and m.dropped == 90
+    rib.announce(2, ["10.99.0.0/16"])                      # tokens refilled (at most rate)
+    (_, m), = _events(rib)
+    assert [e["prefix"] for e in m.events] == ["10.99.0.0/16"]
+
+
+def test_route_events_lease_and_bad_subscriptions(rib):
+    clock = _Clock()
+    rib.route_events = RouteEventSource(rib, clock=clock)
+    _subscribe(rib, 1, lease=5)
+    clock.t += 6
+    rib.announce(2, ["10.77.0.0/16"])
+    assert _events(rib) == []                                      # expired, nothing sent
+    assert rib.route_events is None                                # the hook is off again
+    for bad in ({"sub_id": -1}, {"sub_id": 1, "prefix": "10.0.0.0/33"}, {"sub_id": 1, "rate": 0},
+                {"sub_id": 1, "lease": 0}, {"sub_id": 1, "x": 1}):
+        rib.sent.clear()
+        answer_query(rib, b"ctl-1", RibQuery(1, {"kind": "subscribe", **bad}))
+        assert rib.sent[0][1].error and rib.sent[0][1].result == {"code": "bad-args"}, bad
