@@ -1073,7 +1073,6 @@ MAX_PEERS = 1 << 20
 cdef enum:
     C_NO_PEER = 0xFFFFFFFF
     C_MAX_PEERS = 1 << 20
-    P_EMPTY = 0xFF          # PSlot.plen of an empty slot
     LR_MIN = 16
 
 
@@ -1095,16 +1094,61 @@ cdef struct DAttr:          # decision fields of one attr id, with the options a
     uint32_t pad
 
 
-cdef struct PSlot:          # 48 bytes
-    Cand* c                 # malloc'd candidate vector (capacity: next power of two >= n, min 2)
-    uint32_t n
-    int32_t best            # index into c, -1 = none
-    int32_t second
-    uint32_t gen            # == LocRib.gen: on the dirty list of the running update, at didx
-    uint32_t didx
-    uint8_t plen            # P_EMPTY = empty slot
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <stdlib.h>
+    #include <sys/mman.h>
+    /* LocRib index and entry arrays: big ones are their own 2 MB aligned mappings (huge
+       pages asked for), unmapped when replaced, so growth leaves no heap fragments. */
+    #define LR_MAP_MIN ((size_t)1 << 20)
+    static void* lr_alloc(size_t n) {
+        size_t al = (size_t)2 << 20, head, tail;
+        char* q; uintptr_t s;
+        if (n < LR_MAP_MIN) return malloc(n);
+        q = (char*)mmap(NULL, n + al, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (q == (char*)MAP_FAILED) return NULL;
+        s = ((uintptr_t)q + al - 1) & ~(uintptr_t)(al - 1);
+        head = s - (uintptr_t)q;
+        tail = al - head;
+        if (head) munmap(q, head);
+        if (tail) munmap((char*)s + n, tail);
+    #ifdef MADV_HUGEPAGE
+        madvise((void*)s, n, MADV_HUGEPAGE);
+    #endif
+        return (void*)s;
+    }
+    static void lr_free(void* p, size_t n) {
+        if (p == NULL) return;
+        if (n < LR_MAP_MIN) free(p); else munmap(p, n);
+    }
+    """
+    void* lr_alloc(size_t n) nogil
+    void lr_free(void* p, size_t n) nogil
+
+
+cdef struct LEnt:           # dense prefix entry; stride 24 + alen: 28 bytes (IPv4), 40 (IPv6)
+    uint32_t w0             # n == 1: the only candidate's peer · path_id · attr (its decision
+    uint32_t w1             # fields stay in the attr cache); n >= 2: w0..w1 hold the CVec*
+    uint32_t w2
+    uint32_t n              # candidates (0 only transiently, inside update())
+    uint32_t didx           # index in the running update's dirty list, NOT_DIRTY otherwise
+    uint8_t plen
     uint8_t pad[3]
-    uchar addr[16]
+    uchar addr[16]          # only alen bytes exist (the stride ends there)
+
+
+cdef struct CVec:           # malloc'd candidate vector of a prefix with n >= 2 candidates:
+    int32_t best            # this 16-byte header, then Cand[cap] (cap: next power of two >= n)
+    int32_t second          # indices into the Cand array (second -1 = none)
+    uint32_t pad0
+    uint32_t pad1
+
+
+cdef enum:
+    NOT_DIRTY = 0xFFFFFFFF
+    PF_E = 11               # update(): entry prefetch distance (index: PF_DIST, vector: 4)
+    IX_EMPTY = 0xFFFFFFFF   # entry part (low 32 bits) of an empty index slot
 
 
 cdef struct Trip:
@@ -1118,9 +1162,8 @@ cdef struct Dirty:
     Trip os
     Trip nb                 # and after
     Trip ns
-    uint8_t plen            # the key (slots move when empty ones are deleted at the end)
-    uint8_t empty           # no candidate left
-    uchar addr[16]
+    uint32_t eidx           # the entry (entries only move in phase 3: an emptied prefix's
+    uint8_t empty           # key, plen · addr, is then copied over ob/os, and found again)
 
 
 cdef struct PeerInfo:
@@ -1138,37 +1181,59 @@ cdef inline uint64_t lr_hash(uint32_t plen, const uchar* a, int alen) noexcept n
     return rs_mix64(rs_ld64(a) ^ rs_mix64(rs_ld64(a + 8) ^ plen))
 
 
-cdef inline size_t lr_probe_h(PSlot* t, size_t mask, uint64_t h, uint32_t plen, const uchar* a,
-                               int alen, bint* found) noexcept nogil:
-    cdef size_t i = h & mask
-    cdef PSlot* s
-    while True:
-        s = &t[i]
-        if s.plen == P_EMPTY:
-            found[0] = 0
-            return i
-        if s.plen == plen and memcmp(s.addr, a, alen) == 0:
-            found[0] = 1
-            return i
-        i = (i + 1) & mask
-
-
 cdef inline void put_trip(uchar* o, const Trip* c) noexcept nogil:
     rs_st32(o, c.peer)
     rs_st32(o + 4, c.path_id)
     rs_st32(o + 8, c.attr)
 
 
-cdef inline Trip slot_trip(PSlot* s, int32_t k) noexcept nogil:
+cdef inline CVec* ent_vec(const LEnt* e) noexcept nogil:
+    cdef CVec* v
+    memcpy(&v, &e.w0, sizeof(CVec*))
+    return v
+
+
+cdef inline void ent_set_vec(LEnt* e, CVec* v) noexcept nogil:
+    memcpy(&e.w0, &v, sizeof(CVec*))
+
+
+cdef inline Cand* vec_c(CVec* v) noexcept nogil:
+    return <Cand*>(v + 1)
+
+
+cdef inline size_t vec_bytes(uint32_t cap) noexcept nogil:
+    return sizeof(CVec) + cap * sizeof(Cand)
+
+
+cdef inline uint32_t vec_cap(uint32_t n) noexcept nogil:
+    cdef uint32_t c = 2
+    while c < n:
+        c *= 2
+    return c
+
+
+cdef inline Trip ent_trip(const LEnt* e, bint second) noexcept nogil:
+    """The best (second = 0) or the second best of an entry as a triple (none: all 0xFF)."""
     cdef Trip t
-    if k < 0:
-        t.peer = C_NO_PEER
-        t.path_id = 0xFFFFFFFF
-        t.attr = C_NO_ATTR
-    else:
-        t.peer = s.c[k].peer
-        t.path_id = s.c[k].path_id
-        t.attr = s.c[k].attr
+    cdef CVec* v
+    cdef Cand* c
+    cdef int32_t k
+    t.peer = C_NO_PEER
+    t.path_id = 0xFFFFFFFF
+    t.attr = C_NO_ATTR
+    if e.n == 1:
+        if not second:
+            t.peer = e.w0
+            t.path_id = e.w1
+            t.attr = e.w2
+    elif e.n >= 2:
+        v = ent_vec(e)
+        k = v.second if second else v.best
+        if k >= 0:
+            c = vec_c(v) + k
+            t.peer = c.peer
+            t.path_id = c.path_id
+            t.attr = c.attr
     return t
 
 
@@ -1206,7 +1271,7 @@ cdef class LocRib:
     ``best(key) -> (best, second)`` (each (peer, path_id, attr) or None), ``candidates(key)
     -> [(peer, path_id, attr), ...]``, where key is (plen, addr bytes) or a prefix
     record; ``dump_best()`` -> ``plen · addr · best · second`` per prefix (BEST4_SIZE 29,
-    BEST6_SIZE 41, table order); ``len()`` = prefixes with a candidate;
+    BEST6_SIZE 41, entry order, unspecified); ``len()`` = prefixes with a candidate;
     ``memory_bytes()``.
 
     Protocol: call update() with every Changes column of an AdjRibIn of the same
@@ -1221,17 +1286,20 @@ cdef class LocRib:
     cdef readonly bint missing_med_worst
     cdef readonly uint32_t default_local_pref
     cdef int alen, maxlen, rs_chg, out_size, best_size
-    cdef PSlot* t
-    cdef size_t cap, mask, count
+    cdef uint64_t* ix               # index slots: hash tag (low 32 hash bits) << 32 | entry
+    cdef size_t cap, mask, count    # index slots, cap - 1, prefixes (= entries)
+    cdef uchar* ents                # dense entries (LEnt, stride es), compacted on delete
+    cdef size_t ecap, es
     cdef DAttr* da
     cdef uint32_t da_cap
-    cdef uint32_t gen
     cdef PeerInfo* peers
     cdef uint32_t peers_cap
     cdef uint32_t* scr             # decision scratch: 2 x scr_cap indices
     cdef uint32_t scr_cap
     cdef size_t n_cands
-    cdef size_t cand_bytes
+    cdef size_t cand_bytes         # malloc'd vectors in use
+    cdef void* pool                # free list of capacity-2 vectors left by 2 -> 1 removals
+    cdef size_t npool
 
     def __cinit__(self, int afi, AttrTable attrs not None, *, bint always_compare_med=False,
                   bint missing_med_worst=False, uint32_t default_local_pref=100):
@@ -1247,67 +1315,177 @@ cdef class LocRib:
         self.rs_chg = 13 + self.alen
         self.out_size = 1 + self.alen + 48
         self.best_size = 1 + self.alen + 24
-        self.lr_init(LR_MIN)
+        self.es = 24 + self.alen
+        self.ix_init(LR_MIN)
+        self.ents_grow(LR_MIN)
 
     def __dealloc__(self):
         cdef size_t i
-        if self.t != NULL:
-            for i in range(self.cap):
-                if self.t[i].c != NULL:
-                    free(self.t[i].c)
-            free(self.t)
+        cdef void* v
+        if self.ents != NULL:
+            for i in range(self.count):
+                if self.ent(i).n >= 2:
+                    free(ent_vec(self.ent(i)))
+            lr_free(self.ents, self.ecap * self.es)
+        lr_free(self.ix, self.cap * sizeof(uint64_t))
+        while self.pool != NULL:
+            v = self.pool
+            self.pool = (<void**>v)[0]
+            free(v)
         free(self.da)
         free(self.peers)
         free(self.scr)
 
-    # ---- hash table --------------------------------------------------------------------
-    cdef int lr_init(self, size_t cap) except -1:
-        cdef size_t i
-        self.t = <PSlot*>rs_table_alloc(cap * sizeof(PSlot))
-        if self.t == NULL:
+    # ---- index + dense entries ---------------------------------------------------------
+    cdef inline LEnt* ent(self, size_t i) noexcept nogil:
+        return <LEnt*>(self.ents + i * self.es)
+
+    cdef int ix_init(self, size_t cap) except -1:
+        cdef uint64_t* p = <uint64_t*>lr_alloc(cap * sizeof(uint64_t))
+        if p == NULL:
             raise MemoryError()
-        memset(self.t, 0, cap * sizeof(PSlot))
-        for i in range(cap):
-            self.t[i].plen = P_EMPTY
+        memset(p, 0xFF, cap * sizeof(uint64_t))
+        self.ix = p
         self.cap = cap
         self.mask = cap - 1
         return 0
 
-    cdef inline size_t probe(self, uint32_t plen, const uchar* a, bint* found) noexcept nogil:
-        return lr_probe_h(self.t, self.mask, lr_hash(plen, a, self.alen), plen, a, self.alen, found)
-
-    cdef int reserve(self, size_t n) except -1:
-        cdef size_t nc = self.cap, i, j, oc = self.cap
-        cdef PSlot* old = self.t
-        while n > nc * 7 // 10:
+    cdef int ents_grow(self, size_t n) except -1:
+        cdef size_t nc = self.ecap if self.ecap else LR_MIN
+        cdef uchar* p
+        while nc < n:
             nc *= 2
-        if nc == self.cap:
+        if nc == self.ecap:
             return 0
-        self.lr_init(nc)
-        for i in range(oc):
-            if old[i].plen != P_EMPTY:
-                j = lr_hash(old[i].plen, old[i].addr, self.alen) & self.mask
-                while self.t[j].plen != P_EMPTY:
-                    j = (j + 1) & self.mask
-                self.t[j] = old[i]
-        free(old)
+        p = <uchar*>lr_alloc(nc * self.es)
+        if p == NULL:
+            raise MemoryError()
+        if self.count:
+            memcpy(p, self.ents, self.count * self.es)
+        lr_free(self.ents, self.ecap * self.es)
+        self.ents = p
+        self.ecap = nc
         return 0
 
-    cdef void delete_at(self, size_t i) noexcept nogil:
+    cdef inline CVec* v2_alloc(self) noexcept nogil:
+        """A capacity-2 vector: from the free list, else malloc'd (NULL: out of memory)."""
+        cdef void* p = self.pool
+        if p != NULL:
+            self.pool = (<void**>p)[0]
+            self.npool -= 1
+        else:
+            p = malloc(vec_bytes(2))
+            if p == NULL:
+                return NULL
+        self.cand_bytes += vec_bytes(2)
+        return <CVec*>p
+
+    cdef inline void v2_free(self, CVec* v) noexcept nogil:
+        """Keep a capacity-2 vector for the next 1 -> 2 insert (a 2 -> 1 removal, e.g. a
+        session down, pays no free(): its next-chunk check is a cache miss per prefix)."""
+        (<void**>v)[0] = self.pool
+        self.pool = v
+        self.npool += 1
+        self.cand_bytes -= vec_bytes(2)
+
+    cdef inline bint key_eq(self, const LEnt* e, uint32_t plen, const uchar* a) noexcept nogil:
+        if e.plen != plen:
+            return 0
+        if self.alen == 4:
+            return rs_ld32(e.addr) == rs_ld32(a)
+        return rs_ld64(e.addr) == rs_ld64(a) and rs_ld64(e.addr + 8) == rs_ld64(a + 8)
+
+    cdef inline size_t probe_h(self, uint64_t h, uint32_t plen, const uchar* a,
+                               bint* found) noexcept nogil:
+        """Index slot of the key (found) or the empty slot ending its probe sequence."""
+        cdef uint32_t tag = <uint32_t>h
+        cdef size_t i = tag & self.mask
+        cdef uint64_t s
+        while True:
+            s = self.ix[i]
+            if <uint32_t>s == IX_EMPTY:
+                found[0] = 0
+                return i
+            if <uint32_t>(s >> 32) == tag and self.key_eq(self.ent(<uint32_t>s), plen, a):
+                found[0] = 1
+                return i
+            i = (i + 1) & self.mask
+
+    cdef inline size_t probe(self, uint32_t plen, const uchar* a, bint* found) noexcept nogil:
+        return self.probe_h(lr_hash(plen, a, self.alen), plen, a, found)
+
+    cdef inline uint32_t peek(self, uint64_t h) noexcept nogil:
+        """Entry of the first index slot with h's tag (a prefetch hint: tags only)."""
+        cdef uint32_t tag = <uint32_t>h
+        cdef size_t i = tag & self.mask
+        cdef uint64_t s
+        while True:
+            s = self.ix[i]
+            if <uint32_t>s == IX_EMPTY or <uint32_t>(s >> 32) == tag:
+                return <uint32_t>s
+            i = (i + 1) & self.mask
+
+    cdef int reserve(self, size_t n) except -1:
+        """Index capacity for n prefixes (70 % load); rehashing reads the tags only."""
+        cdef size_t nc = self.cap, i, j, oc = self.cap
+        cdef uint64_t* old = self.ix
+        while n > nc * 7 // 10:
+            nc *= 2
+        if nc == oc:
+            return 0
+        self.ix_init(nc)
+        for i in range(oc):
+            if <uint32_t>old[i] != IX_EMPTY:
+                j = <uint32_t>(old[i] >> 32) & self.mask
+                while <uint32_t>self.ix[j] != IX_EMPTY:
+                    j = (j + 1) & self.mask
+                self.ix[j] = old[i]
+        lr_free(old, oc * sizeof(uint64_t))
+        return 0
+
+    cdef void ix_delete(self, size_t i) noexcept nogil:
+        """Backward-shift deletion of index slot i (home slots from the tags)."""
         cdef size_t j = i, k
-        cdef PSlot* e
+        cdef uint64_t s
         while True:
             j = (j + 1) & self.mask
-            e = &self.t[j]
-            if e.plen == P_EMPTY:
+            s = self.ix[j]
+            if <uint32_t>s == IX_EMPTY:
                 break
-            k = lr_hash(e.plen, e.addr, self.alen) & self.mask
+            k = <uint32_t>(s >> 32) & self.mask
             if (i <= j and i < k and k <= j) or (i > j and (i < k or k <= j)):
                 continue
-            self.t[i] = e[0]
+            self.ix[i] = s
             i = j
-        memset(&self.t[i], 0, sizeof(PSlot))
-        self.t[i].plen = P_EMPTY
+        self.ix[i] = 0xFFFFFFFFFFFFFFFFULL
+
+    cdef void remove_key(self, uint32_t plen, const uchar* a) noexcept nogil:
+        """Delete a prefix: its index slot, then the last entry moves into its hole."""
+        cdef bint found
+        cdef size_t pos = self.probe(plen, a, &found)
+        cdef uint32_t x, last
+        cdef uint64_t h
+        cdef LEnt* e
+        cdef LEnt* el
+        if not found:
+            return
+        x = <uint32_t>self.ix[pos]
+        e = self.ent(x)
+        if e.n == 2:                            # (not reached: only emptied prefixes go)
+            self.v2_free(ent_vec(e))
+        elif e.n > 2:
+            free(ent_vec(e))
+            self.cand_bytes -= vec_bytes(vec_cap(e.n))
+        self.ix_delete(pos)
+        last = <uint32_t>(self.count - 1)
+        if x != last:
+            el = self.ent(last)
+            h = lr_hash(el.plen, el.addr, self.alen)
+            pos = <uint32_t>h & self.mask
+            while <uint32_t>self.ix[pos] != last:
+                pos = (pos + 1) & self.mask
+            self.ix[pos] = (self.ix[pos] & 0xFFFFFFFF00000000ULL) | x
+            memcpy(e, el, self.es)
         self.count -= 1
 
     # ---- attr cache ---------------------------------------------------------------------
@@ -1434,13 +1612,24 @@ cdef class LocRib:
                 j = b[i]
         return <int32_t>j
 
-    cdef inline void decide(self, PSlot* s) noexcept nogil:
-        if s.n <= 1:
-            s.best = 0 if s.n else -1
-            s.second = -1
+    cdef inline void decide(self, LEnt* e) noexcept nogil:
+        """Re-decide a prefix with n >= 2 candidates (n == 1: best = it, no second)."""
+        cdef CVec* v
+        cdef Cand* c
+        if e.n < 2:
             return
-        s.best = self.select(s.c, s.n, C_NO_PEER)
-        s.second = self.select(s.c, s.n, s.c[s.best].peer)
+        v = ent_vec(e)
+        c = vec_c(v)
+        v.best = self.select(c, e.n, C_NO_PEER)
+        v.second = self.select(c, e.n, c[v.best].peer)
+
+    cdef inline void attr_fill(self, uint32_t aid, Cand* c) noexcept nogil:
+        """Copy the cached decision fields of aid (refs > 0) into c."""
+        cdef DAttr* d = &self.da[aid]
+        c.attr = aid
+        c.k123 = d.k123
+        c.med = d.med
+        c.first_as = d.first_as
 
     # ---- peers ----------------------------------------------------------------------------
     def set_peer(self, uint32_t idx, uint32_t bgp_id, addr, peer_id=None):
@@ -1506,8 +1695,9 @@ cdef class LocRib:
 
     # ---- update ---------------------------------------------------------------------------
     def reserve_prefixes(self, size_t n):
-        """Size the prefix table for n prefixes (e.g. before a full-table load)."""
+        """Size the prefix index and entries for n prefixes (e.g. before a full-table load)."""
         self.reserve(n)
+        self.ents_grow(n)
 
     def update(self, uint32_t peer_idx, changes):
         """Apply one peer's AdjRibIn Changes; return the effective changes (class doc)."""
@@ -1515,21 +1705,24 @@ cdef class LocRib:
         cdef const uchar* r = buf_ptr(cmv)
         cdef Py_ssize_t n = cmv.shape[0], nrec, i, nd = 0, k = 0
         cdef int cs = self.rs_chg, alen = self.alen, osz = self.out_size
-        cdef uint32_t aid, path_id, plen, j, nc, gen
+        cdef uint32_t aid, path_id, plen, j, nn, x
         cdef uint32_t maxa = 0
         cdef const uchar* p
         cdef const uchar* q
-        cdef PSlot* s
-        cdef PSlot* sp
+        cdef LEnt* e
+        cdef CVec* v
+        cdef CVec* nv
         cdef PeerInfo* pi
         cdef Dirty* d
-        cdef size_t pos
-        cdef bint found
+        cdef size_t pos, m, vb
+        cdef bint found, marks_clear = 0
         cdef Dirty* dl = NULL
         cdef Cand* cv
+        cdef Cand tmp
         cdef uint64_t h, hq, k123
         cdef uint32_t med, fa
         cdef uint64_t hr[PF_DIST]
+        cdef uint32_t er[PF_DIST]
         cdef AttrTable at = self.attrs
         cdef bytes out
         cdef uchar* o
@@ -1552,24 +1745,25 @@ cdef class LocRib:
             return b""
         self.da_reserve(maxa)
         pi = &self.peers[peer_idx]
-        self.gen += 1
-        if self.gen == 0:                       # wrapped: forget every old mark
-            for pos in range(self.cap):
-                self.t[pos].gen = 0
-            self.gen = 1
-        gen = self.gen
         dl = <Dirty*>malloc(nrec * sizeof(Dirty))
         if dl == NULL:
             raise MemoryError()
         try:
             # phase 1: apply each change to its prefix's candidates and re-decide the prefix
-            # (slots do not move: capacity reserved above, empty prefixes deleted in phase 3).
-            # Software pipelining: slot of change i+16 hashed and prefetched, then its
-            # candidate vector at i+8.
+            # (entries do not move: emptied prefixes are deleted in phase 3; new ones are
+            # appended). Software pipelining: index slot of change i+16 hashed and
+            # prefetched (and its attr cache line), its entry at i+8 (tag match), the
+            # candidate vector at i+4.
             for i in range(min(nrec, PF_DIST)):
                 p = r + i * cs
                 hr[i] = lr_hash(p[8], p + 9, alen)
-                rs_prefetch(&self.t[hr[i] & self.mask])
+                rs_prefetch(&self.ix[hr[i] & self.mask])
+            for i in range(min(nrec, PF_E)):
+                er[i] = self.peek(hr[i])
+                if er[i] < self.count:
+                    e = self.ent(er[i])
+                    rs_prefetch(e)
+                    rs_prefetch(<uchar*>e + self.es - 1)
             for i in range(nrec):
                 p = r + i * cs
                 h = hr[i & (PF_DIST - 1)]
@@ -1577,76 +1771,124 @@ cdef class LocRib:
                     q = p + PF_DIST * cs
                     hq = lr_hash(q[8], q + 9, alen)
                     hr[(i + PF_DIST) & (PF_DIST - 1)] = hq
-                    sp = &self.t[hq & self.mask]
-                    rs_prefetch(sp)
-                    rs_prefetch(<uchar*>sp + sizeof(PSlot) - 1)     # a slot may span 2 lines
+                    rs_prefetch(&self.ix[hq & self.mask])
                     aid = rs_ld32(q)
                     if aid != C_NO_ATTR:
                         rs_prefetch(&self.da[aid])
-                if i + PF_DIST // 2 < nrec:
-                    sp = &self.t[hr[(i + PF_DIST // 2) & (PF_DIST - 1)] & self.mask]
-                    if sp.c != NULL:
-                        for j in range(0, sp.n * sizeof(Cand), 64):
-                            rs_prefetch(<uchar*>sp.c + j)
+                if i + PF_E < nrec:
+                    x = self.peek(hr[(i + PF_E) & (PF_DIST - 1)])
+                    er[(i + PF_E) & (PF_DIST - 1)] = x
+                    if x < self.count:
+                        e = self.ent(x)
+                        rs_prefetch(e)
+                        rs_prefetch(<uchar*>e + self.es - 1)
+                if i + PF_DIST // 4 < nrec:
+                    x = er[(i + PF_DIST // 4) & (PF_DIST - 1)]
+                    if x < self.count:
+                        e = self.ent(x)
+                        if e.n == 1:            # (an insert copies its decision fields)
+                            rs_prefetch(&self.da[e.w2])
+                        elif e.n >= 2:
+                            v = ent_vec(e)
+                            vb = sizeof(CVec) + e.n * sizeof(Cand)
+                            for m in range(0, vb, 64):
+                                rs_prefetch(<uchar*>v + m)
                 aid = rs_ld32(p)
                 path_id = rs_ld32(p + 4)
                 plen = p[8]
-                pos = lr_probe_h(self.t, self.mask, h, plen, p + 9, alen, &found)
-                s = &self.t[pos]
+                pos = self.probe_h(h, plen, p + 9, &found)
                 if not found:
                     if aid == C_NO_ATTR:
                         continue
                     if (self.count + 1) * 10 > self.cap * 7:
-                        # grow here, not up front (most changes hit known prefixes); slots
-                        # carry their dirty mark (gen, didx), the prefetched hints go stale
+                        # grow here, not up front (most changes hit known prefixes); entry
+                        # indices stand, the prefetched hints stay valid
                         self.reserve(self.count + 1)
-                        pos = self.probe(plen, p + 9, &found)
-                        s = &self.t[pos]
-                    s.plen = plen
-                    memcpy(s.addr, p + 9, alen)
-                    s.c = NULL
-                    s.n = 0
-                    s.best = -1
-                    s.second = -1
-                    s.gen = 0
+                        pos = self.probe_h(h, plen, p + 9, &found)
+                    if self.count == self.ecap:
+                        self.ents_grow(self.count + 1)
+                    x = <uint32_t>self.count
+                    self.ix[pos] = ((h & 0xFFFFFFFFULL) << 32) | x
+                    e = self.ent(x)
+                    memset(e, 0, self.es)
+                    e.didx = NOT_DIRTY
+                    e.plen = plen
+                    memcpy(e.addr, p + 9, alen)
                     self.count += 1
-                # find the candidate (peer, path_id)
-                cv = s.c
-                j = 0
-                while j < s.n and not (cv[j].peer == peer_idx and cv[j].path_id == path_id):
-                    j += 1
-                if aid == C_NO_ATTR and j == s.n:
+                else:
+                    x = <uint32_t>self.ix[pos]
+                    e = self.ent(x)
+                # find the candidate (peer, path_id): j == nn when absent
+                nn = e.n
+                cv = NULL
+                v = NULL
+                if nn == 1:
+                    j = 0 if (e.w0 == peer_idx and e.w1 == path_id) else 1
+                elif nn >= 2:
+                    v = ent_vec(e)
+                    cv = vec_c(v)
+                    j = 0
+                    while j < nn and not (cv[j].peer == peer_idx and cv[j].path_id == path_id):
+                        j += 1
+                else:
+                    j = 0
+                if aid == C_NO_ATTR and j == nn:
                     continue                    # withdrawal of an unknown path
-                if s.gen != gen:
-                    s.gen = gen
-                    s.didx = nd
+                if e.didx == NOT_DIRTY:
+                    e.didx = <uint32_t>nd
                     d = &dl[nd]
-                    d.ob = slot_trip(s, s.best)
-                    d.os = slot_trip(s, s.second)
+                    d.ob = ent_trip(e, 0)
+                    d.os = ent_trip(e, 1)
                     d.nb = d.ob
                     d.ns = d.os
                     d.empty = 0
-                    d.plen = plen
-                    memcpy(d.addr, p + 9, alen)
+                    d.eidx = x
                     nd += 1
-                if aid == C_NO_ATTR:            # remove (swap with the last)
-                    self.attr_unref(cv[j].attr)
-                    s.n -= 1
-                    cv[j] = cv[s.n]
+                d = &dl[e.didx]
+                if aid == C_NO_ATTR:            # remove (swap the last in)
                     pi.ncand -= 1
                     self.n_cands -= 1
-                    if s.n == 0:
-                        free(s.c)
-                        self.cand_bytes -= 2 * sizeof(Cand)
-                        s.c = NULL
-                    elif s.n >= 2 and (s.n & (s.n - 1)) == 0:   # shrink to n
-                        cv = <Cand*>realloc(s.c, s.n * sizeof(Cand))
-                        if cv != NULL:
-                            self.cand_bytes -= s.n * sizeof(Cand)
-                            s.c = cv
-                elif j < s.n:                   # replace
+                    if nn == 1:
+                        self.attr_unref(e.w2)
+                        e.n = 0
+                    else:
+                        nv = NULL
+                        if nn == 3:             # capacity 4 -> a vector of 2
+                            nv = self.v2_alloc()
+                            if nv == NULL:
+                                pi.ncand += 1
+                                self.n_cands += 1
+                                raise MemoryError()
+                        self.attr_unref(cv[j].attr)
+                        nn -= 1
+                        cv[j] = cv[nn]
+                        if nn == 1:             # back to the inline candidate
+                            e.w0 = cv[0].peer
+                            e.w1 = cv[0].path_id
+                            e.w2 = cv[0].attr
+                            self.v2_free(v)
+                        elif nn == 2:
+                            memcpy(nv, v, vec_bytes(2))
+                            free(v)
+                            self.cand_bytes -= vec_bytes(4)     # (v2_alloc counted nv)
+                            ent_set_vec(e, nv)
+                        elif (nn & (nn - 1)) == 0:      # shrink to n
+                            v = <CVec*>realloc(v, vec_bytes(nn))
+                            if v != NULL:
+                                self.cand_bytes -= nn * sizeof(Cand)
+                                ent_set_vec(e, v)
+                        e.n = nn
+                elif j < nn:                    # replace
+                    if nn == 1:
+                        if e.w2 == aid:
+                            continue            # (AdjRibIn never sends this)
+                        self.attr_unref(e.w2)
+                        self.attr_ref(aid, &tmp)
+                        e.w2 = aid
+                        d.nb = ent_trip(e, 0)
+                        continue
                     if cv[j].attr == aid:
-                        continue                # (AdjRibIn never sends this)
+                        continue
                     k123 = cv[j].k123
                     med = cv[j].med
                     fa = cv[j].first_as
@@ -1655,62 +1897,105 @@ cdef class LocRib:
                     if cv[j].k123 == k123 and cv[j].med == med and cv[j].first_as == fa:
                         # same decision fields (e.g. only communities changed): the
                         # indices of best and second stand, only the attr id is new
-                        d = &dl[s.didx]
-                        d.nb = slot_trip(s, s.best)
-                        d.ns = slot_trip(s, s.second)
+                        d.nb = ent_trip(e, 0)
+                        d.ns = ent_trip(e, 1)
                         continue
                 else:                           # insert
-                    if s.n == 0 or (s.n >= 2 and (s.n & (s.n - 1)) == 0):
-                        nc = s.n * 2 if s.n else 2
-                        cv = <Cand*>realloc(s.c, nc * sizeof(Cand))
-                        if cv == NULL:
+                    if nn == 0:
+                        self.attr_ref(aid, &tmp)
+                        e.w0 = peer_idx
+                        e.w1 = path_id
+                        e.w2 = aid
+                        e.n = 1
+                        d.nb = ent_trip(e, 0)
+                        d.ns = ent_trip(e, 1)
+                        d.empty = 0
+                        pi.ncand += 1
+                        self.n_cands += 1
+                        continue
+                    if nn == 1:                 # inline candidate -> vector of 2
+                        v = self.v2_alloc()
+                        if v == NULL:
                             raise MemoryError()
-                        self.cand_bytes += (nc - s.n) * sizeof(Cand)
-                        s.c = cv
-                    cv[s.n].peer = peer_idx
-                    cv[s.n].path_id = path_id
-                    cv[s.n].pad = 0
-                    self.attr_ref(aid, &cv[s.n])
-                    s.n += 1
+                        cv = vec_c(v)
+                        cv[0].peer = e.w0
+                        cv[0].path_id = e.w1
+                        cv[0].pad = 0
+                        self.attr_fill(e.w2, &cv[0])
+                        ent_set_vec(e, v)
+                    elif nn == 2:               # capacity 2 -> 4
+                        nv = <CVec*>malloc(vec_bytes(4))
+                        if nv == NULL:
+                            raise MemoryError()
+                        memcpy(nv, v, vec_bytes(2))
+                        free(v)
+                        self.cand_bytes += vec_bytes(4) - vec_bytes(2)
+                        v = nv
+                        ent_set_vec(e, v)
+                        cv = vec_c(v)
+                    elif (nn & (nn - 1)) == 0:
+                        v = <CVec*>realloc(v, vec_bytes(2 * nn))
+                        if v == NULL:
+                            raise MemoryError()
+                        self.cand_bytes += nn * sizeof(Cand)
+                        ent_set_vec(e, v)
+                        cv = vec_c(v)
+                    cv[nn].peer = peer_idx
+                    cv[nn].path_id = path_id
+                    cv[nn].pad = 0
+                    self.attr_ref(aid, &cv[nn])
+                    e.n = nn + 1
                     pi.ncand += 1
                     self.n_cands += 1
-                    if s.n > self.scr_cap:
-                        self.scr_reserve(s.n)
-                self.decide(s)
-                d = &dl[s.didx]
-                d.nb = slot_trip(s, s.best)
-                d.ns = slot_trip(s, s.second)
-                d.empty = s.n == 0
-            # phase 2: emit the prefixes whose (best, second) changed (dirty list only)
+                    if e.n > self.scr_cap:
+                        self.scr_reserve(e.n)
+                self.decide(e)
+                d.nb = ent_trip(e, 0)
+                d.ns = ent_trip(e, 1)
+                d.empty = e.n == 0
+            # phase 2: emit the prefixes whose (best, second) changed (key from the entry,
+            # prefetched 8 ahead), clear the dirty marks, keep the keys of emptied prefixes
             out = PyBytes_FromStringAndSize(NULL, nd * osz)
             o = <uchar*>PyBytes_AS_STRING(out)
+            for i in range(min(nd, PF_DIST // 2)):
+                rs_prefetch(self.ent(dl[i].eidx))
             for i in range(nd):
+                if i + PF_DIST // 2 < nd:
+                    e = self.ent(dl[i + PF_DIST // 2].eidx)
+                    rs_prefetch(e)
+                    rs_prefetch(<uchar*>e + self.es - 1)
                 d = &dl[i]
-                if trip_eq(&d.nb, &d.ob) and trip_eq(&d.ns, &d.os):
-                    continue
-                o[0] = d.plen
-                memcpy(o + 1, d.addr, alen)
-                put_trip(o + 1 + alen, &d.nb)
-                put_trip(o + 13 + alen, &d.ns)
-                put_trip(o + 25 + alen, &d.ob)
-                put_trip(o + 37 + alen, &d.os)
-                o += osz
-                k += 1
-            # phase 3: drop the prefixes left without candidates (slots move from here on,
-            # so each is found again by its key)
+                e = self.ent(d.eidx)
+                e.didx = NOT_DIRTY
+                if not (trip_eq(&d.nb, &d.ob) and trip_eq(&d.ns, &d.os)):
+                    o[0] = e.plen
+                    memcpy(o + 1, e.addr, alen)
+                    put_trip(o + 1 + alen, &d.nb)
+                    put_trip(o + 13 + alen, &d.ns)
+                    put_trip(o + 25 + alen, &d.ob)
+                    put_trip(o + 37 + alen, &d.os)
+                    o += osz
+                    k += 1
+                if d.empty:
+                    (<uchar*>d)[0] = e.plen
+                    memcpy(<uchar*>d + 1, e.addr, alen)
+            marks_clear = 1
+            # phase 3: drop the prefixes left without candidates (entries move from here on:
+            # the last fills the hole, so each is found again by its key)
             for i in range(nd):
                 if dl[i].empty:
-                    pos = self.probe(dl[i].plen, dl[i].addr, &found)
-                    if found:
-                        self.delete_at(pos)
+                    self.remove_key((<uchar*>&dl[i])[0], <uchar*>&dl[i] + 1)
         finally:
+            if not marks_clear:
+                for i in range(nd):
+                    self.ent(dl[i].eidx).didx = NOT_DIRTY
             free(dl)
         if k == nd:
             return out
         return out[:k * osz]
 
     # ---- queries ----------------------------------------------------------------------------
-    cdef PSlot* find_key(self, key) except? NULL:
+    cdef LEnt* find_key(self, key) except? NULL:
         cdef bytes kb
         cdef uchar a[16]
         cdef uint32_t plen
@@ -1731,46 +2016,50 @@ cdef class LocRib:
             raise ValueError(f"prefix length {plen} > {self.maxlen}")
         memcpy(a, PyBytes_AS_STRING(kb), self.alen)
         pos = self.probe(plen, a, &found)
-        if not found or self.t[pos].n == 0:
+        if not found or self.ent(<uint32_t>self.ix[pos]).n == 0:
             return NULL
-        return &self.t[pos]
+        return self.ent(<uint32_t>self.ix[pos])
 
     def best(self, key):
         """(best, second) of a prefix, each (peer, path_id, attr) or None.
 
         ``key`` is (plen, addr bytes) or a prefix record (attr_idx and path_id ignored)."""
-        cdef PSlot* s = self.find_key(key)
+        cdef LEnt* e = self.find_key(key)
         cdef Trip b, c
-        if s == NULL:
+        if e == NULL:
             return (None, None)
-        b = slot_trip(s, s.best)
-        c = slot_trip(s, s.second)
+        b = ent_trip(e, 0)
+        c = ent_trip(e, 1)
         return (_cand_tuple(b.peer, b.path_id, b.attr), _cand_tuple(c.peer, c.path_id, c.attr))
 
     def candidates(self, key):
         """[(peer, path_id, attr), ...] of a prefix, in stored order; [] when absent."""
-        cdef PSlot* s = self.find_key(key)
+        cdef LEnt* e = self.find_key(key)
+        cdef Cand* cv
         cdef uint32_t i
-        if s == NULL:
+        if e == NULL:
             return []
-        return [(s.c[i].peer, s.c[i].path_id, s.c[i].attr) for i in range(s.n)]
+        if e.n == 1:
+            return [(e.w0, e.w1, e.w2)]
+        cv = vec_c(ent_vec(e))
+        return [(cv[i].peer, cv[i].path_id, cv[i].attr) for i in range(e.n)]
 
     def dump_best(self):
-        """plen · addr · best · second for every prefix (table order)."""
+        """plen · addr · best · second for every prefix (entry order)."""
         cdef size_t i, bs = self.best_size
         cdef int alen = self.alen
         cdef bytes out = PyBytes_FromStringAndSize(NULL, self.count * bs)
         cdef uchar* o = <uchar*>PyBytes_AS_STRING(out)
-        cdef PSlot* s
+        cdef LEnt* e
         cdef Trip b, c
-        for i in range(self.cap):
-            s = &self.t[i]
-            if s.plen == P_EMPTY:
-                continue
-            b = slot_trip(s, s.best)
-            c = slot_trip(s, s.second)
-            o[0] = s.plen
-            memcpy(o + 1, s.addr, alen)
+        for i in range(self.count):
+            e = self.ent(i)
+            if i + 4 < self.count and self.ent(i + 4).n >= 2:
+                rs_prefetch(ent_vec(self.ent(i + 4)))
+            b = ent_trip(e, 0)
+            c = ent_trip(e, 1)
+            o[0] = e.plen
+            memcpy(o + 1, e.addr, alen)
             put_trip(o + 1 + alen, &b)
             put_trip(o + 13 + alen, &c)
             o += bs
@@ -1786,12 +2075,13 @@ cdef class LocRib:
         cdef const uchar* p
         cdef const uchar* q
         cdef uchar* o
-        cdef PSlot* s
-        cdef size_t pos
+        cdef LEnt* e
+        cdef size_t pos, m, vb
+        cdef uint32_t x
         cdef bint found
         cdef Trip b, c
         cdef uint64_t hr[PF_DIST]
-        cdef PSlot* sr[PF_DIST]
+        cdef LEnt* sr[PF_DIST]
         cdef bytes out
         if n % rs:
             raise ValueError(f"keys length {n} is not a multiple of {rs}")
@@ -1801,43 +2091,53 @@ cdef class LocRib:
                 raise ValueError(f"key {i}: prefix length {r[i * rs + 8]} > {self.maxlen}")
         out = PyBytes_FromStringAndSize(NULL, nrec * bs)
         o = <uchar*>PyBytes_AS_STRING(out)
-        # software pipelining: slot of key i+16 hashed and prefetched, key i+8 probed and
-        # its best/second candidates prefetched, key i emitted
+        # software pipelining: index slot of key i+16 hashed and prefetched, the entry of
+        # key i+8 (tag match) prefetched, key i+4 probed and its candidate vector
+        # prefetched, key i emitted
         for i in range(min(nrec, PF_DIST)):
             p = r + i * rs
             hr[i] = lr_hash(p[8], p + 9, alen)
-            rs_prefetch(&self.t[hr[i] & self.mask])
-        for i in range(min(nrec, PF_DIST // 2)):
+            rs_prefetch(&self.ix[hr[i] & self.mask])
+        for i in range(min(nrec, PF_DIST // 4)):
             p = r + i * rs
-            pos = lr_probe_h(self.t, self.mask, hr[i], p[8], p + 9, alen, &found)
-            sr[i] = &self.t[pos] if found and self.t[pos].n else NULL
+            pos = self.probe_h(hr[i], p[8], p + 9, &found)
+            sr[i] = self.ent(<uint32_t>self.ix[pos]) if found else NULL
+        for i in range(PF_DIST // 4, min(nrec, PF_DIST // 2)):
+            x = self.peek(hr[i])
+            if x < self.count:
+                rs_prefetch(self.ent(x))
+                rs_prefetch(<uchar*>self.ent(x) + self.es - 1)
         for i in range(nrec):
             p = r + i * rs
+            if i + PF_DIST // 4 < nrec:
+                q = p + (PF_DIST // 4) * rs
+                pos = self.probe_h(hr[(i + PF_DIST // 4) & (PF_DIST - 1)], q[8], q + 9, &found)
+                e = self.ent(<uint32_t>self.ix[pos]) if found else NULL
+                sr[(i + PF_DIST // 4) & (PF_DIST - 1)] = e
+                if e != NULL and e.n >= 2:
+                    vb = sizeof(CVec) + e.n * sizeof(Cand)
+                    if vb > 192:
+                        vb = 192
+                    for m in range(0, vb, 64):
+                        rs_prefetch(<uchar*>ent_vec(e) + m)
             if i + PF_DIST // 2 < nrec:
-                q = p + (PF_DIST // 2) * rs
-                pos = lr_probe_h(self.t, self.mask, hr[(i + PF_DIST // 2) & (PF_DIST - 1)], q[8],
-                                 q + 9, alen, &found)
-                s = &self.t[pos] if found and self.t[pos].n else NULL
-                sr[(i + PF_DIST // 2) & (PF_DIST - 1)] = s
-                if s != NULL:
-                    if s.best >= 0:
-                        rs_prefetch(&s.c[s.best])
-                    if s.second >= 0:
-                        rs_prefetch(&s.c[s.second])
+                x = self.peek(hr[(i + PF_DIST // 2) & (PF_DIST - 1)])
+                if x < self.count:
+                    e = self.ent(x)
+                    rs_prefetch(e)
+                    rs_prefetch(<uchar*>e + self.es - 1)
             if i + PF_DIST < nrec:
                 q = p + PF_DIST * rs
                 hr[i & (PF_DIST - 1)] = lr_hash(q[8], q + 9, alen)
-                s = &self.t[hr[i & (PF_DIST - 1)] & self.mask]
-                rs_prefetch(s)
-                rs_prefetch(<uchar*>s + sizeof(PSlot) - 1)
-            s = sr[i & (PF_DIST - 1)]
+                rs_prefetch(&self.ix[hr[i & (PF_DIST - 1)] & self.mask])
+            e = sr[i & (PF_DIST - 1)]
             o[0] = p[8]
             memcpy(o + 1, p + 9, alen)
-            if s == NULL:
+            if e == NULL or e.n == 0:
                 memset(o + 1 + alen, 0xFF, 24)
             else:
-                b = slot_trip(s, s.best)
-                c = slot_trip(s, s.second)
+                b = ent_trip(e, 0)
+                c = ent_trip(e, 1)
                 put_trip(o + 1 + alen, &b)
                 put_trip(o + 13 + alen, &c)
             o += bs
@@ -1853,8 +2153,9 @@ cdef class LocRib:
         return self.cap
 
     def memory_bytes(self):
-        """malloc'd bytes: prefix slots, candidate vectors, attr cache, peers, scratch."""
-        return (self.cap * sizeof(PSlot) + self.cand_bytes
+        """malloc'd bytes: index, entries, candidate vectors, attr cache, peers, scratch."""
+        return (self.cap * sizeof(uint64_t) + self.ecap * self.es + self.cand_bytes
+                + self.npool * vec_bytes(2)
                 + self.da_cap * sizeof(DAttr) + self.peers_cap * sizeof(PeerInfo)
                 + self.scr_cap * 8)
 
