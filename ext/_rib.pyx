@@ -2445,3 +2445,76 @@ def addpath_map(records, int afi, uint32_t src_idx, bint changes=False):
         rs_st32(o + 4, ((pid & 0xFFF) << 20) | low)
         o += rs
     return out, maxp
+
+
+def unique_prefixes(columns, int afi):
+    """Distinct prefixes named by ``columns``, as prefix records (attr_idx NO_ATTR, path_id
+    0, plen, addr), in order of first appearance. Each column is either a LocRib.update
+    output (LOCCHG records) or a column of prefix records (given as ``("keys", bytes)``):
+    what a blocked client must be sent the current state of (docs/export.md). A C hash set
+    over (plen, addr): no Python object per prefix."""
+    cdef int alen, rs_in, koff, krs
+    cdef Py_ssize_t total = 0, n, i, k = 0
+    cdef uint64_t cap, mask, h, j
+    cdef uint32_t* tab = NULL
+    cdef const uchar[::1] mv
+    cdef const uchar* r
+    cdef const uchar* key
+    cdef uchar* o
+    cdef uchar* base
+    cdef bytes out
+    if afi != 1 and afi != 2:
+        raise ValueError(f"afi must be 1 or 2, not {afi}")
+    alen = 4 if afi == 1 else 16
+    krs = 9 + alen                              # a prefix record
+    cols = []
+    for c in columns:
+        if isinstance(c, tuple):
+            mv = as_view(c[1])
+            if mv.shape[0] % krs:
+                raise ValueError(f"key column length {mv.shape[0]} is not a multiple of {krs}")
+            cols.append((mv, krs, 8))
+            total += mv.shape[0] // krs
+        else:
+            mv = as_view(c)
+            rs_in = 1 + alen + 48               # LOCCHG: plen, addr, four path triples
+            if mv.shape[0] % rs_in:
+                raise ValueError(f"locchg column length {mv.shape[0]} is not a multiple of {rs_in}")
+            cols.append((mv, rs_in, 0))
+            total += mv.shape[0] // rs_in
+    cap = 16
+    while cap < <uint64_t>(total * 2 + 1):
+        cap <<= 1
+    mask = cap - 1
+    tab = <uint32_t*>calloc(cap, sizeof(uint32_t))      # 1 + output index; 0 = empty
+    if tab == NULL:
+        raise MemoryError()
+    out = PyBytes_FromStringAndSize(NULL, total * krs)
+    base = <uchar*>PyBytes_AS_STRING(out)
+    try:
+        for col in cols:
+            mv = col[0]
+            rs_in = col[1]
+            koff = col[2]
+            r = buf_ptr(mv)
+            n = mv.shape[0] // rs_in
+            for i in range(n):
+                key = r + i * rs_in + koff          # plen, addr
+                h = rs_key_hash(0, key[0], key + 1, alen)
+                j = h & mask
+                while tab[j]:
+                    o = base + (tab[j] - 1) * krs
+                    if o[8] == key[0] and memcmp(o + 9, key + 1, alen) == 0:
+                        break
+                    j = (j + 1) & mask
+                if tab[j]:
+                    continue
+                tab[j] = <uint32_t>(k + 1)
+                o = base + k * krs
+                memset(o, 0xFF, 4)
+                memset(o + 4, 0, 4)
+                memcpy(o + 8, key, 1 + alen)
+                k += 1
+    finally:
+        free(tab)
+    return out[:k * krs]

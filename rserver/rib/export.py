@@ -49,12 +49,12 @@ from ..log import get_logger
 from .bestpath import PeerRef, candidate_from_attr_rec, rank
 
 try:                                    # the compiled kernels; the reference only if not built
-    from ._tables import addpath_map, export_split, lookup_best, select_for
+    from ._tables import addpath_map, export_split, lookup_best, select_for, unique_prefixes
 
     def gather(attrs: Any, records: bytes, afi: int):
         return attrs.gather(records, afi)
 except ImportError:                     # pragma: no cover - setup.sh fails without the build
-    from .export_py import addpath_map, export_split, gather, lookup_best, select_for
+    from .export_py import addpath_map, export_split, gather, lookup_best, select_for, unique_prefixes
 
 __all__ = ["Exporter", "Client", "Group", "count_messages", "prepend_sets", "CHUNK"]
 
@@ -505,25 +505,12 @@ class Exporter:
     def holds_ids(self) -> bool:
         """True while a catch-up holds attr ids of a table snapshot between steps: the RIB
         then defers AttrTable.collect() so none of them is freed and reused meanwhile."""
-        return any(item[1] in ("best", "records", "best-w", "bestn") for c in self.clients.values() for item in c.work)
+        return any(item[1] in ("best", "records", "bestn") for c in self.clients.values() for item in c.work)
 
     def _dirty_keys(self, c: Client, afi: int) -> bytes:
-        """Distinct prefixes (as prefix records, attr ignored) named by the remembered changes."""
-        seen: dict[bytes, None] = {}
-        kl = 5 if afi == 1 else 17
-        rs = LOCCHG_SIZE[afi]
-        pad = b"\xff\xff\xff\xff\x00\x00\x00\x00"
-        for item in c.dirty[afi]:
-            if isinstance(item, tuple):             # already keys (prefix records)
-                krs = REC_SIZE[afi]
-                col = item[1]
-                for i in range(0, len(col), krs):
-                    seen.setdefault(col[i + 8:i + krs], None)
-            else:
-                col = item
-                for i in range(0, len(col), rs):
-                    seen.setdefault(col[i:i + kl], None)
-        return b"".join(pad + k for k in seen)
+        """Distinct prefixes (as prefix records, attr ignored) named by the remembered changes
+        (a C hash set: no Python object per prefix)."""
+        return unique_prefixes(c.dirty[afi], afi)
 
     # -- encoding and sending -------------------------------------------------------------------
 
@@ -653,17 +640,15 @@ class Exporter:
                 if end < len(data):
                     c.work.appendleft((afi, kind, data, end))
                 continue
-            if kind == "keys":
-                # current state of the remembered prefixes: announce or withdraw
-                data = lookup_best(self.locrib[afi], data)
-                kind = "best-w"
-            size = BEST_SIZE[afi] if kind in ("best", "best-w") else REC_SIZE[afi]
+            size = BEST_SIZE[afi] if kind == "best" else REC_SIZE[afi]
             end = min(len(data), pos + budget * size)
             piece = data[pos:end]
             if kind == "best":
                 recs = select_for(piece, afi, c.peer_id, False)
-            elif kind == "best-w":
-                recs = select_for(piece, afi, c.peer_id, True)
+            elif kind == "keys":
+                # the current state of this chunk of remembered prefixes, looked up now (no
+                # attr id is held between chunks): announce, or withdraw when nothing is left
+                recs = select_for(lookup_best(self.locrib[afi], piece), afi, c.peer_id, True)
             else:
                 recs = piece
             if recs:

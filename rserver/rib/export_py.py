@@ -148,3 +148,20 @@ def addpath_map(records, afi: int, src_idx: int, changes: bool = False) -> tuple
         out.append(_HEAD.pack(attr, ((pid & 0xFFF) << 20) | (src_idx & 0xFFFFF))
                    + records[i + 8:i + rs])
     return b"".join(out), maxp
+
+
+def unique_prefixes(columns, afi: int) -> bytes:
+    """Distinct prefixes named by LOCCHG columns or ("keys", prefix records) columns, as
+    prefix records (NO_ATTR, path id 0), in order of first appearance."""
+    alen = _alen(afi)
+    seen: dict[bytes, None] = {}
+    for c in columns:
+        if isinstance(c, tuple):
+            col, rs, off = bytes(c[1]), 9 + alen, 8
+        else:
+            col, rs, off = bytes(c), 1 + alen + 48, 0
+        if len(col) % rs:
+            raise ValueError(f"column length {len(col)} is not a multiple of {rs}")
+        for i in range(0, len(col), rs):
+            seen.setdefault(col[i + off:i + off + 1 + alen], None)
+    return b"".join(b"\xff\xff\xff\xff\x00\x00\x00\x00" + k for k in seen)

@@ -36,6 +36,7 @@ from ..bus.messages import (
 from ..bus.transport import BatchView, RibBus
 from ..config import MaxPrefix
 from ..log import configure, get_logger
+from ..memtune import start_trimmer, tune_malloc
 from .tables_py import CHG4_SIZE, CHG6_SIZE
 
 from .export import Exporter
@@ -418,6 +419,7 @@ def rib_main(endpoint: str, log_format: str = "human", log_level: str = "info", 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     configure(log_format, log_level)
+    tune_malloc()                       # large per-batch buffers: see rserver/memtune.py
     asyncio.run(_serve(endpoint, curve=curve, **kw))
 
 
@@ -428,6 +430,7 @@ async def _serve(endpoint: str, *, curve: Any = None, **kw: Any) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     rib = RibProcess(endpoint, curve=curve, **kw)
     rib.start()
+    trimmer = start_trimmer()
     parent = os.getppid()
 
     async def orphan_watch():
@@ -440,5 +443,7 @@ async def _serve(endpoint: str, *, curve: Any = None, **kw: Any) -> None:
         await stop.wait()
     finally:
         watch.cancel()
+        if trimmer is not None:
+            trimmer.cancel()
         await rib.aclose()
         rib.log.info("rib stopped", batches=rib.batches)

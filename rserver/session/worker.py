@@ -69,6 +69,7 @@ from rserver.bus.messages import (
 )
 from rserver.codec.constants import CEASE_ADMIN_SHUTDOWN, CEASE_CONFIG_CHANGE
 from rserver.log import configure, get_logger
+from rserver.memtune import start_trimmer, tune_malloc
 
 from .fsm import State, StateChange
 from .peer import PeerRunner, local_settings
@@ -92,6 +93,7 @@ def worker_main(chan: socket.socket, log_format: str = "human", log_level: str =
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     configure(log_format, log_level)
+    tune_malloc()                   # large short-lived buffers: see rserver/memtune.py
     asyncio.run(Worker(chan).run())
 
 
@@ -135,6 +137,7 @@ class Worker:
         except (ValueError, RuntimeError):  # not the main thread (tests): no signal handling
             pass
         self.log.info("session worker started")
+        trimmer = start_trimmer()
         self._send(WorkerReady(pid=os.getpid(), peers=sorted(self.peers)))
         try:
             await self._done.wait()
@@ -149,6 +152,8 @@ class Worker:
                 r.close()
             for t in list(self._tasks):
                 t.cancel()
+            if trimmer is not None:
+                trimmer.cancel()
             if self.bus is not None:
                 try:
                     await self.bus.aclose(timeout=1.0)

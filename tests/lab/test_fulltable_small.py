@@ -27,7 +27,7 @@ def test_scenario_a_tiny():
     assert r.converged, r.error
     assert r.per_client == [5000, 5000]
     assert r.delivered == 10_000
-    assert r.peak_pss > 0 and r.target_cpu >= 0 and r.bench_cpu > 0
+    assert r.peak_pss > 0 and r.target_cpu >= 0 and r.bench_cpu >= 0   # tiny: CPU may round to 0
 
 
 def test_scenario_b_tiny():

@@ -479,3 +479,29 @@ def test_synthetic_columns(afi, members, rows, client, wn):
     assert C.select_for(best, afi, client, wn) == P.select_for(best, afi, client, wn)
     recs = b"".join(rec(i, pfx(i, afi), (r[0] or (0, 0))[0] * 1000) for i, r in enumerate(rows))
     assert C.addpath_map(recs, afi, client, False) == P.addpath_map(recs, afi, client, False)
+
+
+@pytest.mark.parametrize("afi", [1, 2])
+def test_unique_prefixes_both_backends(afi):
+    """Distinct prefixes of LOCCHG and key columns, first appearance first, identical twins."""
+    import random
+    from rserver.rib import _tables
+    from rserver.rib import export_py
+    alen = 4 if afi == 1 else 16
+    rng = random.Random(afi)
+    keys = [bytes([rng.choice((8, 16, 24))]) + bytes(rng.randrange(4) for _ in range(alen)) for _ in range(300)]
+    triple = b"\xff" * 12
+    locchg = [b"".join(k + triple * 3 + b"\x01" * 12 for k in rng.sample(keys, 100)) for _ in range(3)]
+    keycol = ("keys", b"".join(b"\x00" * 8 + k for k in rng.sample(keys, 50)))
+    cols = locchg + [keycol, b""]
+    want = list(dict.fromkeys(
+        [col[i:i + 1 + alen] for col in locchg for i in range(0, len(col), 1 + alen + 48)]
+        + [keycol[1][i + 8:i + 9 + alen] for i in range(0, len(keycol[1]), 9 + alen)]))
+    for mod in (_tables, export_py):
+        out = mod.unique_prefixes(cols, afi)
+        rs = 9 + alen
+        got = [out[i + 8:i + rs] for i in range(0, len(out), rs)]
+        assert got == want
+        assert all(out[i:i + 8] == b"\xff" * 4 + b"\x00" * 4 for i in range(0, len(out), rs))
+    with pytest.raises(ValueError):
+        _tables.unique_prefixes([b"\x00" * 5], afi)
