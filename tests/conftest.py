@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+# fixtures that start a real supervisor (tests/supervisor/test_main.py) and a served control
+# socket with a RIB (tests/control/test_show_rib.py), shared by the control and CLI tests
+from tests.supervisor.test_main import supervisor  # noqa: E402,F401
+from tests.control.test_show_rib import served  # noqa: E402,F401
+
 
 @pytest.fixture(params=["pure", "cython"])
 def backend(request):

@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 
 from rserver.cli import cli
-from tests.supervisor.test_main import supervisor  # noqa: F401 - a fixture (control verbs below)
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "quickstart.toml"

@@ -525,7 +525,6 @@ def start(*, members: int = 4, prefixes: int = 50_000, run_dir: str = "./lab", p
     t_poll = t_mem = 0.0
     go_at = 0.0
     deadline = time.monotonic() + timeout
-    converged = False
     error = ""
     client = None
     try:
@@ -556,7 +555,6 @@ def start(*, members: int = 4, prefixes: int = 50_000, run_dir: str = "./lab", p
             elapsed = now - go_at if go_at else 0.0
             bars.show(bars.lines(announced, received, elapsed, pss))
             if go_at and all(r >= e for r, e in zip(received, expected)):
-                converged = True
                 conv = time.monotonic() - go_at
                 break
             if proc.poll() is not None:

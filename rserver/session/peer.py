@@ -348,7 +348,7 @@ class PeerRunner:
 
     def accept(self, sock: socket.socket, info: Any = None) -> Connection:
         """Take over an accepted TCP connection (the runner owns ``sock`` from now on)."""
-        loop = self._loop()
+        self._loop()
         sock.setblocking(False)
         if self.neighbor.ttl_security:
             try:

@@ -22,7 +22,7 @@ import zmq
 
 from rserver.bus.transport import CurveClient
 from rserver.config import read_key_file
-from tests.procs import alive, free_port, kill_pid
+from tests.procs import alive, free_port, kill_pid, wait_until
 
 pytest.importorskip("rserver.rib._tables")
 
@@ -31,14 +31,7 @@ A, B = "127.0.1.1", "127.0.1.2"
 
 
 def _wait(pred, what: str, timeout: float = BOUND):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)
+    return wait_until(pred, what, timeout)
 
 
 def _run(*args: str, timeout: float = BOUND) -> subprocess.CompletedProcess:

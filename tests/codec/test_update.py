@@ -1013,7 +1013,6 @@ def split_messages(out: bytes) -> list:
 def assert_greedy(backend, out: bytes, ctx, afi: int):
     """Every message but the last is full: the next message's first prefix would not
     have fitted into it (RFC 4271 §4.3 sizes)."""
-    rs = 13 if afi == 1 else 25
     msgs = split_messages(out)
     assert all(len(m) <= ctx.max_msg for m in msgs)
     for m, nxt in zip(msgs, msgs[1:]):

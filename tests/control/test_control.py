@@ -11,9 +11,7 @@ import stat
 import pytest
 
 from tests.control.helpers import Ctl, read_notification, wait_status
-from tests.supervisor.test_main import (  # noqa: F401 - supervisor is a fixture
-    PEERS, BgpPeer, make_config, supervisor, wait_for, worker_children,
-)
+from tests.supervisor.test_main import PEERS, BgpPeer, make_config, wait_for, worker_children
 
 pytest.importorskip("rserver.session.worker")
 

@@ -160,7 +160,6 @@ def test_monitor_routes_and_summary_counts(tmp_path):
 
 # --- in-process: a RIB bus answering from real tables (tests/control/test_show_rib.py) -------
 
-from tests.control.test_show_rib import served  # noqa: E402,F401  (the fixture)
 
 
 async def _ctl_line(reader) -> dict:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from rserver.lab.lab import alive, session_pids, stop
 

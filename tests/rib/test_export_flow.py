@@ -11,16 +11,12 @@ with exactly the same table.
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from bench.tablegen import generate_v4
 from rserver.lab.speaker import Speaker
-from tests.procs import children, free_port, kill_pid
+from tests.procs import RunningServer, children, comm, member_config
 
 pytestmark = pytest.mark.slow
 
@@ -33,47 +29,18 @@ def _rss_mb(pid: int) -> float:
 
 
 def _worker_of(sup: int, address: str) -> int:
-    # workers are forked in neighbor order: one per neighbor (comm rserver-w<i>)
-    kids = sorted(children(sup))
-    names = {}
-    for k in kids:
-        try:
-            names[k] = open(f"/proc/{k}/comm").read().strip()
-        except OSError:
-            pass
-    idx = int(address.rsplit(".", 1)[1]) - 1
-    for k, n in names.items():
-        if n == f"rserver-w{idx}":
-            return k
-    raise AssertionError(f"no worker for {address}: {names}")
+    # one worker per neighbor, forked in neighbor order: rserver-w<i> serves 127.0.1.<i+1>
+    name = f"rserver-w{int(address.rsplit('.', 1)[1]) - 1}"
+    found = [k for k in children(sup) if comm(k) == name]
+    assert found, f"no worker {name} under {sup}"
+    return found[0]
 
 
 def test_slow_client_does_not_hold_up_others_and_catches_up(tmp_path):
-    port = free_port("127.0.0.1")
-    cfg = tmp_path / "rs.toml"
-    cfg.write_text(f'''[global]
-local_as = 64500
-router_id = "127.0.0.1"
-listen = ["127.0.0.1"]
-port = {port}
-run_dir = "{tmp_path}/run"
-[defaults]
-hold_time = 240
-max_prefix = {{ ipv4 = 1000000 }}
-''' + "".join(f'''[[neighbor]]
-address = "127.0.1.{i}"
-as = {64500 + i}
-''' for i in (1, 2, 3)))
-    log = open(tmp_path / "rserver.log", "w")
-    p = subprocess.Popen([sys.executable, "-m", "rserver", "run", "-c", str(cfg)], stdout=log,
-                         stderr=subprocess.STDOUT)
+    cfg, port = member_config(tmp_path, (1, 2, 3), defaults="hold_time = 240\nmax_prefix = { ipv4 = 1000000 }")
     table = generate_v4(N, seed=5, peer_as=64501)
 
-    async def scenario():
-        deadline = time.monotonic() + 20
-        while not (tmp_path / "run" / "rserver.sock").exists():
-            assert p.poll() is None and time.monotonic() < deadline, "rserver did not start"
-            await asyncio.sleep(0.05)
+    async def scenario(p):
         sp = {}
         for i, keep in ((1, "none"), (2, "count"), (3, "count")):
             sp[i] = Speaker(f"127.0.1.{i}", 64500 + i, f"10.0.0.{i}", "127.0.0.1", port, hold_time=240, keep=keep)
@@ -94,17 +61,10 @@ as = {64500 + i}
             await s.close()
         return rss_stalled
 
-    try:
-        rss = asyncio.run(asyncio.wait_for(scenario(), 180))
+    with RunningServer(cfg, tmp_path / "rserver.log") as p:
+        rss = asyncio.run(asyncio.wait_for(scenario(p), 180))
         # what member 3 was not sent is ~30 MB of UPDATEs; its worker holds at most its queue
         # watermark (8 MiB) plus what was in flight, on top of a ~30 MB interpreter
         assert rss < 80, f"stalled client's worker grew to {rss:.0f} MB"
         text = (tmp_path / "rserver.log").read_text()
         assert "the RIB holds this client's updates" in text and "the RIB resumes this client" in text
-    finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            kill_pid(p.pid)
-        log.close()

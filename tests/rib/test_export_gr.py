@@ -6,39 +6,18 @@ without graceful restart that drops is withdrawn at once."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from rserver.lab.speaker import Speaker
-from tests.procs import free_port, kill_pid
+from tests.procs import RunningServer, member_config
 
 pytestmark = pytest.mark.slow
 
 
 def test_graceful_restart_keeps_routes_until_end_of_rib(tmp_path):
-    port = free_port("127.0.0.1")
-    cfg = tmp_path / "rs.toml"
-    cfg.write_text(f'''[global]
-local_as = 64500
-router_id = "127.0.0.1"
-listen = ["127.0.0.1"]
-port = {port}
-run_dir = "{tmp_path}/run"
-loopback_next_hop = true
-[defaults]
-hold_time = 240
-error_wait_time = 0.2
-''' + "".join(f'''[[neighbor]]
-address = "127.0.1.{i}"
-as = {64500 + i}
-''' for i in (1, 2, 3)))
-    log = open(tmp_path / "rserver.log", "w")
-    p = subprocess.Popen([sys.executable, "-m", "rserver", "run", "-c", str(cfg)], stdout=log,
-                         stderr=subprocess.STDOUT)
+    cfg, port = member_config(tmp_path, (1, 2, 3), global_extra="loopback_next_hop = true",
+                              defaults="hold_time = 240\nerror_wait_time = 0.2")
 
     def mk(i, gr):
         return Speaker(f"127.0.1.{i}", 64500 + i, f"10.0.0.{i}", "127.0.0.1", port, hold_time=240,
@@ -57,10 +36,6 @@ as = {64500 + i}
         raise AssertionError("no session")
 
     async def scenario():
-        deadline = time.monotonic() + 20
-        while not (tmp_path / "run" / "rserver.sock").exists():
-            assert p.poll() is None and time.monotonic() < deadline, "rserver did not start"
-            await asyncio.sleep(0.05)
         a = await connect(mk(1, 120))           # graceful restart, restart time 120 s
         b = await connect(mk(2, None))           # no graceful restart
         c = await connect(mk(3, None))           # the observer
@@ -85,12 +60,5 @@ as = {64500 + i}
         for s in (a2, c):
             await s.close()
 
-    try:
+    with RunningServer(cfg, tmp_path / "rserver.log"):
         asyncio.run(asyncio.wait_for(scenario(), 120))
-    finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            kill_pid(p.pid)
-        log.close()

@@ -11,11 +11,7 @@ unchanged, nothing looped back, withdrawn when nothing is left.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -24,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from rserver.lab.speaker import Speaker
-from tests.procs import free_port, kill_pid
+from tests.procs import RunningServer, member_config
 
 pytestmark = pytest.mark.slow
 
@@ -42,42 +38,10 @@ def _asn(i: int) -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     d = tmp_path_factory.mktemp("model")
-    port = free_port("127.0.0.1")
-    neighbors = "".join(f'''
-[[neighbor]]
-address = "127.0.1.{i}"
-as = {_asn(i)}
-name = "m{i}"
-''' for i in MEMBERS)
-    cfg = d / "rs.toml"
-    cfg.write_text(f'''[global]
-local_as = 64500
-router_id = "127.0.0.1"
-listen = ["127.0.0.1"]
-port = {port}
-run_dir = "{d}/run"
-loopback_next_hop = true
-
-[defaults]
-hold_time = 240
-error_wait_time = 0.2
-''' + neighbors)
-    log = open(d / "rserver.log", "w")
-    p = subprocess.Popen([sys.executable, "-m", "rserver", "run", "-c", str(cfg)], stdout=log,
-                         stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 20
-    while not (d / "run" / "rserver.sock").exists():
-        if p.poll() is not None or time.monotonic() > deadline:
-            log.close()
-            pytest.fail("rserver did not start:\n" + (d / "rserver.log").read_text()[-3000:])
-        time.sleep(0.05)
-    yield port
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.wait(15)
-    except subprocess.TimeoutExpired:
-        kill_pid(p.pid)
-    log.close()
+    cfg, port = member_config(d, MEMBERS, global_extra="loopback_next_hop = true",
+                              defaults="hold_time = 240\nerror_wait_time = 0.2")
+    with RunningServer(cfg, d / "rserver.log"):
+        yield port
 
 
 def _blob_key(attrs):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import alive, children, free_port, kill_pid
+from tests.procs import alive, children, free_port, kill_pid, wait_until
 
 pytest.importorskip("rserver.rib._tables")
 
@@ -32,14 +32,7 @@ A, B, C, D = "127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4"
 
 
 def wait_for(pred, what: str, timeout: float = BOUND):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)
+    return wait_until(pred, what, timeout)
 
 
 def _open_msg(asn: int, bgp_id: str, v6: bool, rr: bool = False) -> bytes:

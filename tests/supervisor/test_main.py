@@ -23,7 +23,7 @@ from rserver.bus import channel
 from rserver.bus.messages import Connection, PeerAdd, PeerEvent, Shutdown, ShutdownDone, WorkerReady
 from rserver.config import loads
 from rserver.supervisor.main import Backoff, Supervisor, assign_workers
-from tests.procs import alive, children, free_port, kill_pid, worker_children  # noqa: F401 - re-exported
+from tests.procs import alive, children, free_port, kill_pid, wait_until, worker_children  # noqa: F401 - re-exported
 
 PEERS = ["127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4", "127.0.1.5"]
 STRANGER = "127.0.1.99"
@@ -51,14 +51,7 @@ session_workers = {session_workers}
 
 
 def wait_for(pred, what: str, timeout: float = BOUND):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)
+    return wait_until(pred, what, timeout)
 
 
 class Peer:

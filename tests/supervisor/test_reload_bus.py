@@ -3,7 +3,6 @@ running; a change is refused with "restart the server" and nothing is applied.""
 from __future__ import annotations
 
 import msgspec
-import pytest
 import zmq
 
 from rserver.config import BusConfig, Config, loads, write_key_file
