@@ -49,7 +49,9 @@ MAX_CLIENTS = 128               # concurrent connections; more are told "busy" a
 STATUS_TIMEOUT = 2.0            # seconds to wait for the workers' status replies
 REQUEST_TIMEOUT = 5.0           # seconds for any one request
 SHUTDOWN_TEXT_MAX = 255         # RFC 9003 §2: the length octet
-RIB_TIMEOUT = 4.0               # seconds for the RIB process to answer a show rib query
+RIB_TIMEOUT = 4.0               # seconds for the RIB process to answer a summary / monitor query
+RIB_QUERY_TIMEOUT = 12.0        # a show rib query: the first one needing the prefix trie builds it
+                                # (~3 µs per prefix, ~3 s for a full table; docs/control.md)
 RIB_LIMIT_MAX = 100000          # routes per rib reply (the reply is also bounded in bytes)
 ROUTE_RENEW = 2.0               # seconds between renewals of a monitor's route subscription
 ROUTE_RENEW_TIMEOUT = 10.0      # seconds a renewal may wait for the RIB (busy with a table load)
@@ -98,6 +100,7 @@ class _Client:
 class ControlServer:
     rib_client: Any = None          # RibClient, made at the first rib command (tests may set one)
     rib_timeout: float = RIB_TIMEOUT
+    rib_query_timeout: float = RIB_QUERY_TIMEOUT
 
     def __init__(self, backend: Any, path: Path | str, *, log: Optional[Log] = None,
                  max_output: int = MAX_OUTPUT, max_clients: int = MAX_CLIENTS,
@@ -294,10 +297,11 @@ class ControlServer:
             if getattr(self.backend, "shutting_down", False):
                 raise ProtocolError("shutting-down", "the route server is shutting down", rid)
             try:
-                data = await asyncio.wait_for(self._dispatch(c, req.cmd, args), self.request_timeout)
+                bound = self.request_timeout if req.cmd != "rib" else max(self.request_timeout,
+                                                                            self.rib_query_timeout + 1.0)
+                data = await asyncio.wait_for(self._dispatch(c, req.cmd, args), bound)
             except asyncio.TimeoutError:
-                raise ProtocolError("unavailable", f"{req.cmd}: no answer within "
-                                    f"{self.request_timeout:g}s", rid) from None
+                raise ProtocolError("unavailable", f"{req.cmd}: no answer within {bound:g}s", rid) from None
         except ProtocolError as e:
             self._reply(c, e.id if e.id is not None else rid, error=e)
             return
@@ -499,7 +503,7 @@ class ControlServer:
                 query[field] = neighbor.address
         client = self._rib_client()
         try:
-            return await client.query(query, timeout=min(self.rib_timeout, self.request_timeout * 0.8))
+            return await client.query(query, timeout=self.rib_query_timeout)
         except RibQueryError as e:
             if e.code == "unknown-neighbor" and neighbor is not None:
                 # configured, but the RIB has no session of it (never Established since the

@@ -217,7 +217,7 @@ def test_protocol_errors_and_bounds(served):
 
 def test_rib_not_answering_is_unavailable(served):
     s = served(answer=False)
-    s.server.rib_timeout = 0.5
+    s.server.rib_query_timeout = 0.5
     c = Ctl(s.sock)
     try:
         t0 = time.monotonic()
