@@ -104,6 +104,7 @@ import struct
 from typing import Optional
 
 from .constants import (
+    AS_SEQUENCE,
     AS_TRANS,
     HEADER_LEN,
     MARKER,
@@ -141,7 +142,7 @@ from .layout import (
 
 __all__ = [
     "decode_updates", "encode_announce", "encode_withdraw", "encode_batch", "encode_eor",
-    "REASONS", "REASON_TABLE",
+    "REASONS", "REASON_TABLE", "prepend_as_path",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -1451,6 +1452,33 @@ def _to_as2(blob: bytes) -> tuple[bytes, int]:
             mp_off = off
         off += len(raw)
     return b"".join(raw for _t, raw in parts), mp_off
+
+
+def prepend_as_path(blob: bytes, asn: int) -> tuple[bytes, int]:
+    """A canonical blob with ``asn`` prepended to its AS_PATH (RFC 4271 §5.1.2; 4-octet
+    ASes, like every canonical blob), for route-server clients that ask for the RS AS
+    (RFC 7947 §2.2.2). Every other attribute is kept byte for byte. Returns the new blob and
+    its MP_REACH_NLRI offset (as ``_to_as2`` does)."""
+    blob = bytes(blob)
+    a = asn.to_bytes(4, "big")
+    parts = []
+    done = False
+    for t, p, hl, vl in _walk(blob):
+        if not done and t >= 2:
+            v = blob[p + hl:p + hl + vl] if t == 2 else b""
+            if v and v[0] == AS_SEQUENCE and v[1] < 255:
+                v = bytes((AS_SEQUENCE, v[1] + 1)) + a + v[2:]      # grow the first sequence
+            else:
+                v = bytes((AS_SEQUENCE, 1)) + a + v                  # a new leading segment
+            parts.append(_tlv(blob[p] & 0xE0 if t == 2 else 0x40, 2, v))
+            done = True
+            if t == 2:
+                continue
+        parts.append(blob[p:p + hl + vl])
+    if not done:
+        parts.append(_tlv(0x40, 2, bytes((AS_SEQUENCE, 1)) + a))
+    out = b"".join(parts)
+    return out, _find_mp(out)
 
 
 def _nlri_entries(afi: int, records: bytes, addpath: bool) -> list:

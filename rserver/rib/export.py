@@ -41,9 +41,10 @@ import msgspec
 from ..bus.messages import SessionUp
 from ..codec import encode_batch, encode_eor
 from ..codec.layout import (
-    ADDPATH_V4, ADDPATH_V6, ATTR_REC_SIZE, NO_ATTR, NO_OFF, REC4_SIZE, REC6_SIZE, CodecContext,
+    ADDPATH_V4, ADDPATH_V6, ATTR_REC_SIZE, NO_ATTR, REC4_SIZE, REC6_SIZE, CodecContext,
 )
 from ..codec.messages import RouteRefresh, encode_route_refresh
+from ..codec.update_py import prepend_as_path
 from ..codec.layout import ATTR_REC
 from ..log import get_logger
 from .bestpath import PeerRef, candidate_from_attr_rec, rank
@@ -66,8 +67,7 @@ REC_SIZE = {1: REC4_SIZE, 2: REC6_SIZE}
 CHUNK = 50_000                  # prefixes per catch-up step (the loop serves others in between)
 AP_BACKLOG_MAX = 4_000_000      # ADD-PATH records kept for a blocked client before it is reset
 _HDR = struct.Struct("!16xHB")
-_REC_HEAD = struct.Struct("<II")
-_U32X2 = struct.Struct("<II")
+_REC_HEAD = struct.Struct("<II")      # a prefix record's attr_idx, path_id (and a CHG's new, path_id)
 _U32 = struct.Struct("<I")
 
 
@@ -83,55 +83,6 @@ def count_messages(data: bytes) -> int:
     return n
 
 
-def _prepend_blob(blob: bytes, asn: int) -> bytes:
-    """The canonical blob with ``asn`` prepended to AS_PATH (4-octet ASes, RFC 4271 §5.1.2)."""
-    out = []
-    p = 0
-    done = False
-    n = len(blob)
-    while p < n:
-        f, t = blob[p], blob[p + 1]
-        if f & 0x10:
-            hl, vl = 4, (blob[p + 2] << 8) | blob[p + 3]
-        else:
-            hl, vl = 3, blob[p + 2]
-        if t == 2 and not done:
-            v = blob[p + hl:p + hl + vl]
-            if v and v[0] == 2 and v[1] < 255:
-                v = bytes((2, v[1] + 1)) + asn.to_bytes(4, "big") + v[2:]
-            else:
-                v = b"\x02\x01" + asn.to_bytes(4, "big") + v
-            out.append(_tlv(f, 2, v))
-            done = True
-        else:
-            if t > 2 and not done:
-                out.append(_tlv(0x40, 2, b"\x02\x01" + asn.to_bytes(4, "big")))
-                done = True
-            out.append(blob[p:p + hl + vl])
-        p += hl + vl
-    if not done:
-        out.append(_tlv(0x40, 2, b"\x02\x01" + asn.to_bytes(4, "big")))
-    return b"".join(out)
-
-
-def _tlv(flags: int, t: int, v: bytes) -> bytes:
-    if len(v) > 255:
-        return bytes((flags | 0x10, t)) + len(v).to_bytes(2, "big") + v
-    return bytes((flags & ~0x10 & 0xFF, t, len(v))) + v
-
-
-def _mp_off(blob: bytes) -> int:
-    p = 0
-    n = len(blob)
-    while p < n:
-        f, t = blob[p], blob[p + 1]
-        hl, vl = (4, (blob[p + 2] << 8) | blob[p + 3]) if f & 0x10 else (3, blob[p + 2])
-        if t == 14:
-            return p
-        p += hl + vl
-    return NO_OFF
-
-
 def prepend_sets(attr_data: bytes, attr_index: bytes, asn: int) -> tuple[bytes, bytes]:
     """``gather`` output with ``asn`` prepended to every set's AS_PATH (per set, not per prefix)."""
     blobs = []
@@ -139,9 +90,9 @@ def prepend_sets(attr_data: bytes, attr_index: bytes, asn: int) -> tuple[bytes, 
     off = 0
     for i in range(0, len(attr_index), ATTR_REC_SIZE):
         o, ln = struct.unpack_from("<II", attr_index, i)
-        b = _prepend_blob(bytes(attr_data[o:o + ln]), asn)
+        b, mp_off = prepend_as_path(attr_data[o:o + ln], asn)
         struct.pack_into("<II", recs, i, off, len(b))
-        struct.pack_into("<I", recs, i + ATTR_REC_SIZE - 4, _mp_off(b))
+        struct.pack_into("<I", recs, i + ATTR_REC_SIZE - 4, mp_off)
         blobs.append(b)
         off += len(b)
     return b"".join(blobs), bytes(recs)
@@ -410,7 +361,7 @@ class Exporter:
         rs = 17 if afi == 1 else 29
         by_key: dict[bytes, list] = {}
         for i in range(0, len(chg), rs):
-            new, pid = _U32X2.unpack_from(chg, i)
+            new, pid = _REC_HEAD.unpack_from(chg, i)
             by_key.setdefault(chg[i + 8:i + rs - 4], []).append((pid, new, _U32.unpack_from(chg, i + rs - 4)[0]))
         lr = self.locrib[afi]
         out: dict[int, list] = {}

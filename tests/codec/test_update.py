@@ -1427,3 +1427,24 @@ def test_pure_fast_path_takes_the_common_layouts(m, ctx, taken):
     assert took is taken
     if took:
         assert error is None and fast_state == general_state and general_state[4] == 1
+
+
+def test_prepend_as_path_keeps_every_other_attribute_byte_exact():
+    """update_py.prepend_as_path (the RS-AS prepend for clients that ask for it): the first
+    AS_SEQUENCE grows, a full one (255) or a path starting with a set gets a new segment, a
+    blob without AS_PATH gets one, and every other attribute is copied byte for byte."""
+    from rserver.codec.attrs import AttrSet, build_blob, iter_attributes
+    from rserver.codec.update_py import prepend_as_path
+    b = build_blob(as_path=[64501, 65001], next_hop="2001:db8::1", afi=2, med=5,
+                   communities=[(65000, 1)], unknown=[(0xC0, 99, b"\x01")])
+    out, mp = prepend_as_path(b, 64500)
+    assert AttrSet.from_blob(out).as_path == [(2, [64500, 64501, 65001])]
+    assert out[mp + 1] == 14
+    others = lambda x: [a for a in iter_attributes(x) if a[1] != 2]   # noqa: E731
+    assert others(out) == others(b)
+    full = build_blob(as_path=[(2, list(range(1, 256)))], next_hop="192.0.2.1")
+    assert AttrSet.from_blob(prepend_as_path(full, 7)[0]).as_path == [(2, [7]), (2, list(range(1, 256)))]
+    aset = build_blob(as_path=[(1, [5, 6])], next_hop="192.0.2.1")
+    assert AttrSet.from_blob(prepend_as_path(aset, 7)[0]).as_path == [(2, [7]), (1, [5, 6])]
+    nopath = build_blob(as_path=[], next_hop="192.0.2.1")
+    assert AttrSet.from_blob(prepend_as_path(nopath, 7)[0]).as_path == [(2, [7])]
