@@ -997,8 +997,8 @@ cdef class AdjRibIn:
     def stale_count(self):
         return self.n_stale
 
-    def lookup(self, record):
-        """The attr id stored for a prefix record's key (attr_idx ignored), or None."""
+    cdef const uchar* _entry(self, record) except? NULL:
+        """The table entry of a prefix record's key (attr_idx ignored), NULL when absent."""
         cdef const uchar[::1] mv = as_view(record)
         cdef const uchar* p = buf_ptr(mv)
         cdef bint found
@@ -1006,18 +1006,17 @@ cdef class AdjRibIn:
         if mv.shape[0] != self.rs:
             raise ValueError(f"a prefix record is {self.rs} bytes, not {mv.shape[0]}")
         pos = tab_probe(&self.t, rs_ld32(p + 4), p[8], p + 9, &found)
-        return rs_ld32(self.t.e + pos * self.t.stride) if found else None
+        return self.t.e + pos * self.t.stride if found else NULL
+
+    def lookup(self, record):
+        """The attr id stored for a prefix record's key (attr_idx ignored), or None."""
+        cdef const uchar* e = self._entry(record)
+        return rs_ld32(e) if e != NULL else None
 
     def is_stale(self, record):
         """True / False for a present key, None when absent."""
-        cdef const uchar[::1] mv = as_view(record)
-        cdef const uchar* p = buf_ptr(mv)
-        cdef bint found
-        cdef size_t pos
-        if mv.shape[0] != self.rs:
-            raise ValueError(f"a prefix record is {self.rs} bytes, not {mv.shape[0]}")
-        pos = tab_probe(&self.t, rs_ld32(p + 4), p[8], p + 9, &found)
-        return bool(self.t.e[pos * self.t.stride + 9] & E_STALE) if found else None
+        cdef const uchar* e = self._entry(record)
+        return bool(e[9] & E_STALE) if e != NULL else None
 
     def __len__(self):
         return self.t.count

@@ -126,9 +126,9 @@ class RibProcess:
         self.batches = 0
         self.dropped = 0
         self.started = time.time()
-        self.bus = RibBus(endpoint, on_batch=self._guard(self.on_batch), on_message=self._guard2(self.on_message),
-                          on_stream=self._guard3(self.on_stream),
-                          on_export_paused=self._guard2(self._export_paused), **bus_kw)
+        self.bus = RibBus(endpoint, on_batch=self._guard(self.on_batch), on_message=self._guard(self.on_message),
+                          on_stream=self._guard(self.on_stream),
+                          on_export_paused=self._guard(self._export_paused), **bus_kw)
         self.endpoint = self.bus.endpoint
         self.exporter = Exporter(self.attrs, self.locrib, self.peers, emit=self._emit, blocked=self._blocked,
                                  reset=self._reset_client)
@@ -181,27 +181,9 @@ class RibProcess:
 
     # -- guards: a bug or bad input never stops the RIB
     def _guard(self, f):
-        def g(a):
+        def g(*args):
             try:
-                f(a)
-            except Exception:
-                self.dropped += 1
-                self.log.exception(f"rib: {f.__name__} failed, input dropped")
-        return g
-
-    def _guard2(self, f):
-        def g(a, b):
-            try:
-                f(a, b)
-            except Exception:
-                self.dropped += 1
-                self.log.exception(f"rib: {f.__name__} failed, input dropped")
-        return g
-
-    def _guard3(self, f):
-        def g(a, b, c):
-            try:
-                f(a, b, c)
+                f(*args)
             except Exception:
                 self.dropped += 1
                 self.log.exception(f"rib: {f.__name__} failed, input dropped")
