@@ -46,80 +46,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:          # python bench/fulltable.py works too
     sys.path.insert(0, str(REPO))
 
+from rserver.lab.procinfo import comm, cpu_seconds, descendants, memory_mb, stat_fields  # noqa: E402
 from rserver.lab.fleet import ST_FAILED, ST_UP, Fleet, SpeakerSpec  # noqa: E402
 
 RS_ADDR = "127.0.0.1"
 RS_AS = 64500
 NEXT_HOP = "192.0.2.1"
-CLK = os.sysconf("SC_CLK_TCK")
-
-
-# --- /proc helpers ------------------------------------------------------------------------
-def _stat(pid: int) -> Optional[list[str]]:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    return s[s.rindex(")") + 2:].split()
-
-
-def descendants(root: int) -> list[int]:
-    """root and every live descendant (via the ppid field of /proc/*/stat)."""
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            f = _stat(int(d))
-            if f is not None and f[0] != "Z":
-                kids.setdefault(int(f[1]), []).append(int(d))
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, ()))
-    return out
-
-
-def cpu_of(pids: list[int], root: Optional[int] = None) -> dict[int, float]:
-    """{pid: utime+stime seconds}; the root also counts its reaped children (cutime+cstime)."""
-    out = {}
-    for p in pids:
-        f = _stat(p)
-        if f is None:
-            continue
-        t = int(f[11]) + int(f[12])
-        if p == root:
-            t += int(f[13]) + int(f[14])
-        out[p] = t / CLK
-    return out
-
-
-def mem_of(pids: list[int], per_pid: Optional[dict] = None) -> tuple[float, float]:
-    """(PSS, RSS) in MB summed over pids (smaps_rollup); per_pid, if given, gets each
-    process's PSS in MB."""
-    pss = rss = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        v = int(line.split()[1])
-                        pss += v
-                        if per_pid is not None:
-                            per_pid[p] = v / 1024
-                    elif line.startswith("Rss:"):
-                        rss += int(line.split()[1])
-        except OSError:
-            pass
-    return pss / 1024, rss / 1024
-
-
-def comm_of(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return str(pid)
 
 
 def free_port(addr: str = RS_ADDR) -> int:
@@ -253,7 +185,7 @@ class Target:
         kids = [p for p in self.pids() if p != self.proc.pid]
         _stop(self.proc)
         for k in kids:             # left behind: a failure anyway, but never leave them running
-            f = _stat(k)
+            f = stat_fields(k)
             if f is not None and f[0] != "Z":
                 try:
                     os.kill(k, signal.SIGKILL)
@@ -463,8 +395,8 @@ def run_one(wl: Workload, target_name: str, *, timeout: float = 300, workers: in
         base = list(fleet.counts)
         tpids = target.pids()
         root = target.proc.pid
-        cpu0 = cpu_of(tpids, root)
-        w0 = {pid: cpu_of([pid]).get(pid, 0.0) for pid in fleet.pids()}
+        cpu0 = cpu_seconds(tpids, root)
+        w0 = {pid: cpu_seconds([pid]).get(pid, 0.0) for pid in fleet.pids()}
         m0 = sum(os.times()[:2])
         b0 = sum(w0.values()) + m0
         pids_refresh = time.monotonic()
@@ -480,9 +412,9 @@ def run_one(wl: Workload, target_name: str, *, timeout: float = 300, workers: in
             if now - mem_at >= mem_every:       # smaps_rollup walks page tables: not free
                 mem_at = now
                 per: dict[int, float] = {}
-                pss, rss = mem_of(tpids, per)
+                pss, rss = memory_mb(tpids, per)
                 if pss > res.peak_pss:       # the breakdown at the moment of the peak
-                    res.pss_detail = " ".join(f"{comm_of(p)}={v:.0f}" for p, v in sorted(per.items()))
+                    res.pss_detail = " ".join(f"{comm(p)}={v:.0f}" for p, v in sorted(per.items()))
                 res.peak_pss = max(res.peak_pss, pss)
                 res.peak_rss = max(res.peak_rss, rss)
             counts = [fleet.counts[i] for i in client_idx]
@@ -502,9 +434,9 @@ def run_one(wl: Workload, target_name: str, *, timeout: float = 300, workers: in
                 res.error = ("target exited; " if not target.alive() else "") + "; ".join(fleet.errors[:3])
                 break
             time.sleep(sample)
-        cpu1 = cpu_of(target.pids() or tpids, root)
+        cpu1 = cpu_seconds(target.pids() or tpids, root)
         res.target_cpu = sum(cpu1.values()) - sum(v for p, v in cpu0.items() if p in cpu1)
-        w1 = {pid: cpu_of([pid]).get(pid, 0.0) for pid in fleet.pids()}
+        w1 = {pid: cpu_seconds([pid]).get(pid, 0.0) for pid in fleet.pids()}
         m1 = sum(os.times()[:2])
         res.bench_cpu = sum(w1.values()) + m1 - b0
         res.bench_detail = ("workers " + " ".join(f"{w1[p] - w0.get(p, 0):.1f}" for p in w1)

@@ -11,6 +11,8 @@ import socket
 import time
 from pathlib import Path
 
+from rserver.lab import procinfo
+
 
 def free_port(addr: str = "127.0.0.1") -> int:
     """A TCP port that was free on ``addr`` a moment ago."""
@@ -21,29 +23,14 @@ def free_port(addr: str = "127.0.0.1") -> int:
     return port
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2:].split()   # after "pid (comm) ": state, ppid, ...
-
-
 def alive(pid: int) -> bool:
     """``pid`` exists and is not a zombie."""
-    f = _stat_fields(pid)
-    return f is not None and f[0] != "Z"
+    return procinfo.alive(pid)
 
 
 def children(pid: int) -> list[int]:
     """Live (non-zombie) child PIDs of ``pid``."""
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            f = _stat_fields(int(d))
-            if f is not None and int(f[1]) == pid and f[0] != "Z":
-                out.append(int(d))
-    return sorted(out)
+    return procinfo.children(pid)
 
 
 def kill_pid(pid: int) -> None:
@@ -66,10 +53,7 @@ def kill_pid(pid: int) -> None:
 
 def comm(pid: int) -> str:
     """The process name (rserver names its children "rserver-w<i>" and "rserver-rib")."""
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
+    return procinfo.comm(pid, default="")
 
 
 def worker_children(pid: int) -> list[int]:

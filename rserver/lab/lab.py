@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, TextIO
 
+from .procinfo import alive, memory_mb, session_pids
+
 __all__ = ["LabError", "lab_config", "start", "stop", "running", "main"]
 
 RS_ADDR = "127.0.0.1"
@@ -74,51 +76,6 @@ class Member:
 
 
 # --- processes ------------------------------------------------------------------------------
-def _stat(pid: int) -> Optional[list[str]]:
-    """/proc/PID/stat fields after the command name (state first), None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    return s[s.rindex(")") + 2:].split()
-
-
-def alive(pid: Optional[int], sid: Optional[int] = None) -> bool:
-    """The process exists, is not a zombie and (if ``sid``) is in that session."""
-    if not pid:
-        return False
-    f = _stat(pid)
-    if f is None or f[0] in ("Z", "X"):
-        return False
-    return sid is None or int(f[3]) == sid
-
-
-def session_pids(sid: int) -> list[int]:
-    """Live processes whose session id is ``sid`` (a lab process and what it forked)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            f = _stat(int(d))
-            if f is not None and f[0] not in ("Z", "X") and int(f[3]) == sid:
-                out.append(int(d))
-    return sorted(out)
-
-
-def _pss_mb(pids: list[int]) -> float:
-    total = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-                        break
-        except OSError:
-            pass
-    return total / 1024
-
-
 def _term(pid: int, sid: int, bound: float) -> str:
     """SIGTERM one process (if still in its session), wait, SIGKILL after ``bound``."""
     if not alive(pid, sid):
@@ -527,6 +484,17 @@ def start(*, members: int = 4, prefixes: int = 50_000, run_dir: str = "./lab", p
     deadline = time.monotonic() + timeout
     error = ""
     client = None
+    def poll_summary(client):
+        """The server's per-member counts and states, through the control socket."""
+        if client is None:
+            client = ControlClient(str(sock), timeout=5)
+        rows = _summary_rows(client.request("summary"))
+        for i, m in enumerate(mems):
+            r = rows.get(m.address) or {}
+            announced[i] = r.get("prefixes_received") or 0
+            states[m.name] = (r.get("state") or "?").capitalize()
+        return client
+
     try:
         while True:
             now = time.monotonic()
@@ -535,13 +503,7 @@ def start(*, members: int = 4, prefixes: int = 50_000, run_dir: str = "./lab", p
             if now - t_poll >= 0.25:
                 t_poll = now
                 try:
-                    if client is None:
-                        client = ControlClient(str(sock), timeout=5)
-                    rows = _summary_rows(client.request("summary"))
-                    for i, m in enumerate(mems):
-                        r = rows.get(m.address) or {}
-                        announced[i] = r.get("prefixes_received") or 0
-                        states[m.name] = (r.get("state") or "?").capitalize()
+                    client = poll_summary(client)
                 except (ControlError, OSError) as e:
                     client = None
                     if proc.poll() is not None:
@@ -549,7 +511,7 @@ def start(*, members: int = 4, prefixes: int = 50_000, run_dir: str = "./lab", p
                         break
             if now - t_mem >= 0.5:
                 t_mem = now
-                pss = _pss_mb(session_pids(proc.pid))
+                pss = memory_mb(session_pids(proc.pid))[0]
                 peak = max(peak, pss)
             received = [fleet.counts[i] + fleet.counts6[i] for i in range(members)]
             elapsed = now - go_at if go_at else 0.0
@@ -573,16 +535,10 @@ def start(*, members: int = 4, prefixes: int = 50_000, run_dir: str = "./lab", p
             time.sleep(0.1)
         # final figures
         try:
-            if client is None:
-                client = ControlClient(str(sock), timeout=5)
-            rows = _summary_rows(client.request("summary"))
-            for i, m in enumerate(mems):
-                r = rows.get(m.address) or {}
-                announced[i] = r.get("prefixes_received") or 0
-                states[m.name] = (r.get("state") or "?").capitalize()
+            client = poll_summary(client)
         except (ControlError, OSError):
             pass
-        pss = _pss_mb(session_pids(proc.pid))
+        pss = memory_mb(session_pids(proc.pid))[0]
         nproc = len(session_pids(proc.pid))
         received = [fleet.counts[i] + fleet.counts6[i] for i in range(members)]
         bars.show(bars.lines(announced, received, (time.monotonic() - go_at) if go_at else 0.0, pss),
